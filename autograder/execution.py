@@ -1,0 +1,309 @@
+"""Run one submission in its sandbox: execute every cell in a jailed Jupyter kernel, then harvest.
+
+`SubmissionRunner.run()` is the whole of the student-code side of a grade:
+    sandbox folder -> kernel (nbclient, cell by cell, errors allowed) -> harvest cell -> safe export
+The grader's process only talks to the kernel over ZeroMQ (ipc sockets in the sandbox's runtime
+folder, so no network is needed) and reads back the exported files. Nothing it receives is unpickled.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from jupyter_client.kernelspec import KernelSpec
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import CellControlSignal, DeadKernelError
+
+from .artefacts import ENCODER_SOURCE, copy_out
+from .sandbox import Limits, Sandbox
+
+TIMEOUT_ENAME = "CellTimeoutError"
+HARVEST_TIMEOUT_S = 180
+
+
+@dataclass
+class CellRecord:
+    index: int                     # position among the notebook's cells (0-based)
+    status: str                    # ok | error | timeout | died | not run
+    source_head: str = ""
+    error: str = ""                # "ValueError: ..." (first lines, for the report)
+    traceback_tail: str = ""
+    seconds: float = 0.0
+    has_image: bool = False
+
+
+@dataclass
+class RunRecord:
+    """What happened when the submission ran: the report's account of its execution."""
+
+    outcome: str = "finished"      # finished | timeout | memory | died | not started
+    message: str = ""
+    cells: list[CellRecord] = field(default_factory=list)
+    harvest_status: str = "not run"
+    harvest_error: str = ""
+    defences: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    export_problems: list[str] = field(default_factory=list)
+
+    @property
+    def image_outputs(self) -> int:
+        return sum(c.has_image for c in self.cells)
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+        return asdict(self)
+
+
+class SandboxKernelManager(AsyncKernelManager):
+    """A KernelManager whose kernel starts inside a Sandbox, talking over ipc sockets."""
+
+    def __init__(self, sandbox: Sandbox, **kwargs):
+        runtime = sandbox.runtime
+        super().__init__(transport="ipc", ip=str(runtime / "kernel"),
+                         connection_file=str(runtime / "connection.json"), **kwargs)
+        self.sandbox = sandbox
+        argv = sandbox.wrap([sys.executable, "-P", "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                             "--HistoryManager.enabled=False", "--IPKernelApp.capture_fd_output=False"])
+        self._kernel_spec = KernelSpec(argv=argv, display_name="sandboxed python", language="python",
+                                       interrupt_mode="message", env={})
+
+    async def _async_launch_kernel(self, kernel_cmd, **kw):
+        # The kernel may run as the sandbox's private uid: let it read its connection file.
+        import os
+        if self.sandbox.runs_as_private_uid:
+            os.chown(self.connection_file, self.sandbox.uid, self.sandbox.uid)
+        kw["env"] = self.sandbox.environment()
+        kw["cwd"] = str(self.sandbox.work)
+        await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    @property
+    def process(self):
+        return getattr(self.provisioner, "process", None)
+
+
+class CappedNotebookClient(NotebookClient):
+    """NotebookClient that keeps at most `max_output_bytes` of outputs (a flood stays in the kernel)."""
+
+    def __init__(self, *args, max_output_bytes: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_output_bytes = max_output_bytes
+        self.output_bytes = 0
+        self.truncated = False
+
+    def output(self, outs, msg, display_id, cell_index):
+        self.output_bytes += len(json.dumps(msg.get("content", {}), default=str))
+        if self.output_bytes > self.max_output_bytes:
+            if not self.truncated:
+                self.truncated = True
+                outs.append(nbformat.v4.new_output(
+                    "stream", name="stderr",
+                    text=f"[autograder: output beyond {self.max_output_bytes // 1024} KiB was discarded]\n"))
+            return None
+        return super().output(outs, msg, display_id, cell_index)
+
+
+class SubmissionRunner:
+    """Executes notebooks in sandboxes and harvests their values for one assignment."""
+
+    def __init__(self, *, limits: Limits, weight_store: Path, sandbox_base: Path,
+                 isolation: str = "auto"):
+        self.limits = limits
+        self.weight_store = weight_store
+        self.sandbox_base = sandbox_base
+        self.isolation = isolation
+
+    def run(self, notebook: nbformat.NotebookNode, *, name: str, files: list[Path], files_base: Path,
+            data: dict[str, Path], probes: Path | None, harvest_source: str,
+            export_to: Path) -> tuple[RunRecord, nbformat.NotebookNode]:
+        """Execute `notebook` (with `files` beside it and `data` mounted), harvest into `export_to`."""
+        record = RunRecord()
+        started = time.monotonic()
+        self.sandbox_base.mkdir(parents=True, exist_ok=True)
+        with Sandbox(self.sandbox_base, name, self.limits, weight_store=self.weight_store,
+                     isolation=self.isolation) as sandbox:
+            sandbox.add_files(files, files_base)
+            for relative, source in data.items():
+                sandbox.mount_data(source, relative)
+            sandbox.hand_over()
+            record.defences = sandbox.defences.to_dict()
+            execution = _Execution(notebook, sandbox, self.limits, record)
+            execution.run(probes, harvest_source)
+            record.export_problems = copy_out(sandbox.export_dir, export_to)
+        record.seconds = round(time.monotonic() - started, 2)
+        return record, execution.executed
+
+
+class _Execution:
+    """One kernel's life: start, run cells under the deadline, harvest, stop."""
+
+    def __init__(self, notebook, sandbox: Sandbox, limits: Limits, record: RunRecord):
+        self.sandbox, self.limits, self.record = sandbox, limits, record
+        self.executed = nbformat.from_dict(json.loads(json.dumps(notebook)))
+        self.km = SandboxKernelManager(sandbox)
+        self.client = CappedNotebookClient(
+            self.executed, km=self.km, timeout=int(limits.cell_timeout_s), allow_errors=True,
+            interrupt_on_timeout=True, record_timing=False, startup_timeout=120,
+            error_on_timeout={"ename": TIMEOUT_ENAME, "evalue": "cell time limit", "traceback": []},
+            resources={"metadata": {"path": str(sandbox.work)}}, shutdown_kernel="immediate",
+            max_output_bytes=limits.max_output_bytes, iopub_timeout=10)
+        self.deadline = time.monotonic() + limits.total_timeout_s
+        self.deadline_hit = threading.Event()
+
+    def run(self, probes: Path | None, harvest_source: str) -> None:
+        watchdog = threading.Timer(self.limits.total_timeout_s, self._on_deadline)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            with self.client.setup_kernel():
+                alive = self._run_cells()
+                if alive and not self.deadline_hit.is_set():
+                    self._harvest(probes, harvest_source)
+        except DeadKernelError:
+            self._note_death(len(self.record.cells))
+        except RuntimeError as error:  # kernel failed to start, or died while starting
+            self.record.outcome = "not started"
+            self.record.message = f"The kernel could not be started: {str(error)[:300]}"
+        finally:
+            watchdog.cancel()
+            self.sandbox.kill_all(self.km.process)
+        if self.deadline_hit.is_set():
+            self.record.outcome = "timeout"
+            self.record.message = (f"The submission ran past its time limit of {self.limits.total_timeout_s:.0f} s "
+                                   "and was stopped; values not collected by then were not graded.")
+        for index in range(len(self.record.cells), len(self.executed.cells)):
+            if self.executed.cells[index].cell_type == "code":
+                self.record.cells.append(CellRecord(index, "not run", _head(self.executed.cells[index].source)))
+
+    def _on_deadline(self) -> None:
+        self.deadline_hit.set()
+        self.sandbox.kill_all(self.km.process)
+
+    def _run_cells(self) -> bool:
+        """Execute every code cell; False when the kernel is gone."""
+        for index, cell in enumerate(self.executed.cells):
+            if cell.cell_type != "code":
+                continue
+            if self.deadline_hit.is_set():
+                return False
+            self.client.timeout = max(1, int(min(self.limits.cell_timeout_s, self.deadline - time.monotonic())))
+            started = time.monotonic()
+            try:
+                self.client.execute_cell(cell, index)
+            except DeadKernelError:
+                self._note_death(index, started)
+                return False
+            except CellControlSignal:
+                pass
+            self.record.cells.append(self._cell_record(index, cell, time.monotonic() - started))
+            if self.record.cells[-1].status == "timeout" and not self._kernel_recovered():
+                self.record.cells[-1].error = "did not stop when interrupted; the kernel was stopped"
+                self.record.outcome = "timeout"
+                self.record.message = (f"Cell {index + 1} ran past the per-cell limit of "
+                                       f"{self.limits.cell_timeout_s:.0f} s and could not be interrupted.")
+                return False
+        return True
+
+    def _kernel_recovered(self) -> bool:
+        """After an interrupt, is the kernel idle again? (a loop may swallow KeyboardInterrupt)"""
+        try:
+            reply = self.client.kc.kernel_info(reply=True, timeout=10)
+            return bool(reply)
+        except Exception:  # noqa: BLE001 - a queue.Empty or a dead channel both mean no
+            return False
+
+    def _cell_record(self, index: int, cell, seconds: float) -> CellRecord:
+        record = CellRecord(index, "ok", _head(cell.source), seconds=round(seconds, 2))
+        for output in cell.get("outputs", []):
+            if output.get("output_type") in ("display_data", "execute_result") and \
+                    any(k.startswith("image/") for k in output.get("data", {})):
+                record.has_image = True
+            if output.get("output_type") == "error":
+                # A timed-out cell is interrupted: its reply is our marker or the KeyboardInterrupt.
+                if output.get("ename") == TIMEOUT_ENAME or (
+                        output.get("ename") == "KeyboardInterrupt" and seconds >= self.client.timeout - 0.5):
+                    record.status, record.error = "timeout", f"stopped after the {self.client.timeout} s cell limit"
+                else:
+                    record.status = "error"
+                    record.error = f"{output.get('ename', '')}: {output.get('evalue', '')}"[:500]
+                    record.traceback_tail = _strip_ansi("\n".join(output.get("traceback", [])[-3:]))[-1500:]
+        return record
+
+    def _note_death(self, index: int, started: float | None = None) -> None:
+        if self.deadline_hit.is_set():
+            return
+        seconds = round(time.monotonic() - started, 2) if started else 0.0
+        cell_source = self.executed.cells[index].source if index < len(self.executed.cells) else ""
+        self.record.cells.append(CellRecord(index, "died", _head(cell_source), seconds=seconds))
+        process = self.km.process
+        code = process.poll() if process is not None else None
+        if self.sandbox.memory_limit_hit():
+            self.record.outcome = "memory"
+            cause = f"it went over the memory limit of {self.limits.memory_bytes / 2**30:.1f} GiB"
+        else:
+            self.record.outcome = "died"
+            cause = _exit_cause(code)
+        self.record.message = f"The kernel died in cell {index + 1}: {cause}. Later cells were not run."
+
+    def _harvest(self, probes: Path | None, harvest_source: str) -> None:
+        if probes is not None:
+            self.sandbox.add_probes(probes)
+        code = harvest_cell_code(harvest_source, self.sandbox.export_dir, self.sandbox.probe_dir)
+        cell = nbformat.v4.new_code_cell(code)
+        self.executed.cells.append(cell)
+        self.client.timeout = max(1, int(min(HARVEST_TIMEOUT_S, self.deadline - time.monotonic())))
+        try:
+            self.client.execute_cell(cell, len(self.executed.cells) - 1, store_history=False)
+            errors = [o for o in cell.outputs if o.get("output_type") == "error"]
+            if errors:
+                self.record.harvest_status = "failed"
+                self.record.harvest_error = f"{errors[0].get('ename')}: {errors[0].get('evalue')}"[:500]
+            else:
+                self.record.harvest_status = "ok"
+        except DeadKernelError:
+            self.record.harvest_status = "failed"
+            self.record.harvest_error = "the kernel died while the grader collected the values"
+            if self.sandbox.memory_limit_hit():
+                self.record.harvest_error += " (memory limit)"
+        finally:
+            self.executed.cells.pop()
+
+
+def harvest_cell_code(harvest_source: str, export_dir: Path, probe_dir: Path) -> str:
+    """The code run after the student's cells, in its own namespace so no student name is touched."""
+    return (
+        "def _autograder_harvest():\n"
+        "    namespace = dict(globals())\n"
+        "    module = {'__name__': '_autograder_harvest'}\n"
+        f"    exec(compile({ENCODER_SOURCE!r}, '<autograder-encode>', 'exec'), module)\n"
+        f"    exec(compile({harvest_source!r}, '<autograder-harvest>', 'exec'), module)\n"
+        f"    module['harvest'](namespace, module['Exporter']({str(export_dir)!r}), {str(probe_dir)!r})\n"
+        "_autograder_harvest()\n"
+        "del _autograder_harvest\n"
+    )
+
+
+def _exit_cause(code: int | None) -> str:
+    if code is None:
+        return "it stopped responding"
+    signal_number = -code if code < 0 else code - 128 if code > 128 else None
+    names = {9: "killed (SIGKILL)", 11: "segmentation fault (SIGSEGV)", 6: "aborted (SIGABRT)",
+             24: "CPU time limit exceeded (SIGXCPU)", 25: "file size limit exceeded (SIGXFSZ)",
+             15: "terminated (SIGTERM)", 7: "bus error (SIGBUS)", 8: "floating point exception (SIGFPE)"}
+    if signal_number in names:
+        return names[signal_number]
+    return f"the process exited with code {code}"
+
+
+def _head(source: str, lines: int = 3) -> str:
+    return "\n".join(source.splitlines()[:lines])[:400]
+
+
+def _strip_ansi(text: str) -> str:
+    import re
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)

@@ -1,0 +1,308 @@
+"""One submission's sandbox: a fresh folder, and the command line that jails a process in it.
+
+Layout on the host (every path is bound at the same path inside, so kernel sockets and the
+connection file mean the same thing on both sides):
+
+    <root>/work/        the student's working directory: their files, data/<assignment>/ (read-only)
+    <root>/runtime/     kernel connection file and ipc sockets
+    <root>/runtime/export/   where the harvest writes the safe artefacts
+    <root>/runtime/probes/   grader-made inputs, copied in only after the student's cells ran
+
+Defences, strongest first, each used where the machine allows it and recorded otherwise:
+- bubblewrap: new mount/pid/net/ipc/uts namespaces; only the Python install, the venv, the weight
+  store and the data are visible (read-only), the work folder is the only writable place; the
+  network namespace has nothing but loopback, so no connection leaves the sandbox.
+- setpriv: the kernel runs as a private unprivileged uid (so RLIMIT_NPROC binds, and it cannot
+  write the weight store, the reference or the grader's output).
+- cgroups (v1 or v2): memory and pids limits on the whole process tree, and a list of every
+  process to kill at the end.
+- rlimits (always): CPU time, data segment, processes, file size, open files.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .limits import Defences, Limits
+
+LAUNCHER = Path(__file__).with_name("launch.py")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+@functools.lru_cache(maxsize=None)
+def bubblewrap_works() -> bool:
+    """True when bwrap can build a sandbox here (installed, and we may create namespaces)."""
+    bwrap = shutil.which("bwrap")
+    if not bwrap or os.geteuid() != 0:
+        return False
+    probe = [bwrap, "--ro-bind", "/", "/", "--unshare-net", "--unshare-pid", "--die-with-parent", "true"]
+    try:
+        return subprocess.run(probe, capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _cgroup_layout() -> str | None:
+    """'v2', 'v1' or None: which cgroup hierarchy we can create groups in."""
+    if os.geteuid() != 0:
+        return None
+    if (CGROUP_ROOT / "cgroup.controllers").exists():
+        return "v2" if os.access(CGROUP_ROOT, os.W_OK) else None
+    if all(os.access(CGROUP_ROOT / c, os.W_OK) for c in ("memory", "pids")):
+        return "v1"
+    return None
+
+
+class Sandbox:
+    """A fresh folder and jail for one run. Use as a context manager: the exit kills and removes."""
+
+    def __init__(self, base: Path, name: str, limits: Limits, *, weight_store: Path,
+                 isolation: str = "auto"):
+        self.limits = limits
+        self.weight_store = weight_store.resolve()
+        self.root = Path(base).resolve() / f"{_safe(name)}-{secrets.token_hex(4)}"
+        self.work = self.root / "work"
+        self.runtime = self.root / "runtime"
+        self.export_dir = self.runtime / "export"
+        self.probe_dir = self.runtime / "probes"
+        self.defences = Defences()
+        self.uid = 100000 + secrets.randbelow(60000)
+        self._use_bwrap = isolation in ("auto", "bwrap") and bubblewrap_works()
+        if isolation == "bwrap" and not self._use_bwrap:
+            raise RuntimeError("bubblewrap isolation was required but does not work here")
+        self._cgroups: list[Path] = []
+        self._cgroup_kind = _cgroup_layout() if isolation != "none" else None
+        self._data_mounts: list[tuple[Path, Path]] = []
+
+    @property
+    def runs_as_private_uid(self) -> bool:
+        return self._use_bwrap and shutil.which("setpriv") is not None
+
+    # -- building ----------------------------------------------------------------------------
+    def __enter__(self) -> "Sandbox":
+        for folder in (self.work, self.runtime, self.export_dir):
+            folder.mkdir(parents=True)
+        self._make_cgroups()
+        self._note_defences()
+        return self
+
+    def add_files(self, files: list[Path], base: Path) -> None:
+        """Copy the submission's files into the work folder, keeping their relative layout."""
+        for path in files:
+            target = self.work / path.relative_to(base)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+
+    def mount_data(self, source: Path, relative: str) -> None:
+        """Make `source` visible read-only at work/<relative> (a bind mount, or a copy without bwrap)."""
+        target = self.work / relative
+        if self._use_bwrap:
+            target.mkdir(parents=True, exist_ok=True)
+            self._data_mounts.append((source.resolve(), target))
+        else:
+            shutil.copytree(source, target)
+
+    def hand_over(self) -> None:
+        """Give the writable folders to the sandbox's private uid (only when we will switch to it)."""
+        if not self.runs_as_private_uid:
+            return
+        for folder in (self.work, self.runtime, self.export_dir):
+            for path in [folder, *folder.rglob("*")]:
+                if not any(path == m or m in path.parents for _s, m in self._data_mounts):
+                    os.lchown(path, self.uid, self.uid)
+        os.chmod(self.root, 0o755)
+
+    def add_probes(self, source: Path) -> None:
+        """Copy grader-made inputs in, read-only to the student (done after their cells ran)."""
+        shutil.copytree(source, self.probe_dir, dirs_exist_ok=True)
+        for path in [self.probe_dir, *self.probe_dir.rglob("*")]:
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+
+    # -- the command line ---------------------------------------------------------------------
+    def environment(self) -> dict[str, str]:
+        """The kernel's whole environment: nothing of the grader's leaks in."""
+        threads = str(self.limits.threads)
+        return {
+            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(self.work),
+            "TORCH_HOME": str(self.weight_store),
+            "TMPDIR": "/tmp" if self._use_bwrap else str(self.runtime),
+            "IPYTHONDIR": str(self.runtime / "ipython"),
+            "MPLCONFIGDIR": str(self.runtime / "matplotlib"),
+            "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+            "OMP_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONHASHSEED": "0",
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+        }
+
+    def wrap(self, command: list[str]) -> list[str]:
+        """Return `command` wrapped in the launcher (limits), bubblewrap and setpriv."""
+        inner = list(command)
+        if self._use_bwrap:
+            setpriv = shutil.which("setpriv")
+            if setpriv:
+                inner = [setpriv, f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
+                         "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--", *inner]
+            inner = [*self._bwrap_args(), "--", *inner]
+        spec = {"rlimits": {
+            "cpu_seconds": self.limits.cpu_seconds,
+            "memory_bytes": self.limits.memory_bytes,
+            "max_processes": self.limits.max_processes if self.runs_as_private_uid else None,
+            "max_file_bytes": self.limits.max_file_bytes,
+            "max_open_files": self.limits.max_open_files,
+        }, "cgroups": [str(c) for c in self._cgroups]}
+        return [sys.executable, "-I", str(LAUNCHER), json.dumps(spec), "--", *inner]
+
+    def _bwrap_args(self) -> list[str]:
+        args = ["bwrap", "--die-with-parent", "--new-session",
+                "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+                "--hostname", "sandbox",
+                "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc",
+                "--proc", "/proc", "--dev", "/dev",
+                "--perms", "1777", "--tmpfs", "/tmp"]
+        for link in ("bin", "lib", "lib64", "sbin"):
+            path = Path("/") / link
+            if path.is_symlink():
+                args += ["--symlink", os.readlink(path), str(path)]
+            elif path.exists():
+                args += ["--ro-bind", str(path), str(path)]
+        shared = _python_roots() + [self.weight_store]
+        # bwrap creates the parents of a bind target mode 0700; the private uid must traverse them.
+        parents = sorted({p for path in [*shared, self.root] for p in path.parents if str(p) != "/"},
+                         key=lambda p: len(p.parts))
+        for parent in parents:
+            args += ["--perms", "0755", "--dir", str(parent)]
+        for path in shared:
+            args += ["--ro-bind", str(path), str(path)]
+        args += ["--bind", str(self.root), str(self.root)]
+        for source, target in self._data_mounts:
+            args += ["--ro-bind", str(source), str(target)]
+        env = self.environment()
+        args += ["--clearenv"] + [a for k, v in env.items() for a in ("--setenv", k, v)]
+        args += ["--chdir", str(self.work)]
+        return args
+
+    # -- cgroups and clean-up -----------------------------------------------------------------
+    def _make_cgroups(self) -> None:
+        name = f"autograder-{self.root.name}"
+        try:
+            if self._cgroup_kind == "v1":
+                mem, pids = CGROUP_ROOT / "memory" / name, CGROUP_ROOT / "pids" / name
+                mem.mkdir(), pids.mkdir()
+                self._cgroups = [mem, pids]
+                # The cgroup limit sits above RLIMIT_DATA: the rlimit gives a catchable
+                # MemoryError first; the cgroup catches what the rlimit cannot see (tmpfs, children).
+                (mem / "memory.limit_in_bytes").write_text(str(int(self.limits.memory_bytes * 1.25)))
+                (pids / "pids.max").write_text(str(self.limits.max_processes))
+            elif self._cgroup_kind == "v2":
+                group = CGROUP_ROOT / name
+                group.mkdir()
+                self._cgroups = [group]
+                (group / "memory.max").write_text(str(int(self.limits.memory_bytes * 1.25)))
+                (group / "memory.swap.max").write_text("0")
+                (group / "pids.max").write_text(str(self.limits.max_processes))
+        except OSError as error:
+            self._cgroup_kind = None
+            self._remove_cgroups()
+            self.defences.lack("cgroups", f"could not create: {error.strerror}")
+
+    def _note_defences(self) -> None:
+        d = self.defences
+        d.have("own process (Jupyter kernel), scrubbed environment, fresh sandbox folder")
+        d.have("rlimits: CPU time, memory (data segment), file size, open files")
+        if self._use_bwrap:
+            d.have("bubblewrap: read-only system, sandbox folder the only writable place")
+            d.have("no network: own network namespace with loopback only")
+            d.have("own pid namespace: every process killed at the end")
+            d.have("reference and graders not mounted in the sandbox")
+            if shutil.which("setpriv"):
+                d.have(f"private unprivileged uid {self.uid}; process-count limit")
+            else:
+                d.lack("private uid", "setpriv not installed")
+        else:
+            why = "not root" if os.geteuid() != 0 else "bubblewrap missing or not permitted"
+            d.lack("bubblewrap (filesystem, network and pid isolation)", why)
+            d.lack("process-count limit", "needs a private uid")
+        if self._cgroups:
+            d.have(f"cgroup {self._cgroup_kind}: memory and pids limits on the whole process tree")
+        elif not any(m.startswith("cgroups") for m in d.missing):
+            d.lack("cgroups", "not writable here")
+
+    def memory_limit_hit(self) -> bool:
+        """Whether the cgroup's OOM killer fired (the kernel died of memory, not of a bug)."""
+        for group in self._cgroups:
+            for name in ("memory.oom_control", "memory.events"):
+                try:
+                    for line in (group / name).read_text().splitlines():
+                        key, _, value = line.partition(" ")
+                        if key == "oom_kill" and int(value) > 0:
+                            return True
+                except (OSError, ValueError):
+                    continue
+        return False
+
+    def kill_all(self, process: subprocess.Popen | None = None) -> None:
+        """Kill every process of the run: the launched tree, its session, and its cgroups."""
+        if process is not None and process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for _ in range(50):
+            pids = self._cgroup_pids()
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.05)
+
+    def _cgroup_pids(self) -> set[int]:
+        pids: set[int] = set()
+        for group in self._cgroups:
+            try:
+                pids.update(int(p) for p in (group / "cgroup.procs").read_text().split())
+            except OSError:
+                pass
+        return pids
+
+    def _remove_cgroups(self) -> None:
+        for group in self._cgroups:
+            for _ in range(20):
+                try:
+                    group.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.05)
+        self._cgroups = []
+
+    def __exit__(self, *exc) -> None:
+        self.kill_all()
+        self._remove_cgroups()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _python_roots() -> list[Path]:
+    """The folders the sandbox's Python needs: the venv and the interpreter it was made from."""
+    roots = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
+    return sorted(r for r in roots if not str(r).startswith("/usr"))
+
+
+def _safe(name: str) -> str:
+    kept = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    return kept[:40] or "submission"
