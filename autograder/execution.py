@@ -8,6 +8,7 @@ folder, so no network is needed) and reads back the exported files. Nothing it r
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -80,7 +81,15 @@ class SandboxKernelManager(AsyncKernelManager):
             os.chown(self.connection_file, self.sandbox.uid, self.sandbox.uid)
         kw["env"] = self.sandbox.environment()
         kw["cwd"] = str(self.sandbox.work)
-        await super()._async_launch_kernel(kernel_cmd, **kw)
+        # The kernel's own stdout/stderr (start-up banners, C-level crash messages) go to a log
+        # outside the student's folder, not to the grader's terminal.
+        log = open(self.sandbox.kernel_log, "ab")
+        kw["stdout"] = kw["stderr"] = log
+        kw["stdin"] = subprocess.DEVNULL
+        try:
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+        finally:
+            log.close()  # the kernel holds its own copy of the descriptor
 
     @property
     def process(self):

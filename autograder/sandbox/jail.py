@@ -73,6 +73,7 @@ class Sandbox:
         self.runtime = self.root / "runtime"
         self.export_dir = self.runtime / "export"
         self.probe_dir = self.runtime / "probes"
+        self.kernel_log = self.root / "kernel.log"
         self.defences = Defences()
         self.uid = 100000 + secrets.randbelow(60000)
         self._use_bwrap = isolation in ("auto", "bwrap") and bubblewrap_works()

@@ -1,0 +1,82 @@
+"""The assignments the harness knows: each is a folder graders/<name>/ holding
+
+    assignment.toml   course config: tasks, points, models, limits
+    fixture_data.py   build(data_dir), build_probes(probe_dir): fixture data and hidden inputs
+    harvest.py        runs in the sandbox after the student's cells; exports plain values
+    expected.py       the reference's values under the same names (grader's process, cached)
+    test_*.py         the pytest graders, one or more per task
+"""
+from __future__ import annotations
+
+import importlib
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .sandbox import GiB, Limits
+
+REPO = Path(__file__).resolve().parent.parent
+GRADERS = REPO / "graders"
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    title: str
+    points: float
+    manual: bool = False
+
+
+@dataclass(frozen=True)
+class Assignment:
+    name: str
+    title: str
+    tasks: tuple[Task, ...]
+    models: tuple[str, ...]
+    data_name: str
+    limits: Limits
+
+    @property
+    def folder(self) -> Path:
+        return GRADERS / self.name
+
+    @property
+    def max_points(self) -> float:
+        return sum(t.points for t in self.tasks)
+
+    def task(self, task_id: str) -> Task:
+        return next(t for t in self.tasks if t.id == task_id)
+
+    def module(self, part: str):
+        """graders.<name>.<part> (fixture_data, expected), imported in the grader's process only."""
+        return importlib.import_module(f"graders.{self.name}.{part}")
+
+    @property
+    def harvest_source(self) -> str:
+        return (self.folder / "harvest.py").read_text()
+
+    def source_files(self) -> list[Path]:
+        """Files whose change invalidates the cached reference values."""
+        return [REPO / "reference" / f"{self.name}.py", self.folder / "expected.py",
+                self.folder / "fixture_data.py"]
+
+
+def names() -> list[str]:
+    return sorted(p.parent.name for p in GRADERS.glob("*/assignment.toml"))
+
+
+def load(name: str, **limit_overrides) -> Assignment:
+    path = GRADERS / name / "assignment.toml"
+    if not path.is_file():
+        raise KeyError(f"unknown assignment {name!r}; known: {', '.join(names())}")
+    config = tomllib.loads(path.read_text())
+    limits_config = dict(config.get("limits", {}))
+    memory = limits_config.pop("memory_gib", 4)
+    limits = Limits(memory_bytes=int(memory * GiB), **limits_config)
+    overrides = {k: v for k, v in limit_overrides.items() if v is not None}
+    if overrides:
+        limits = Limits(**{**limits.to_dict(), **overrides})
+    tasks = tuple(Task(task_id, spec["title"], float(spec["points"]), bool(spec.get("manual", False)))
+                  for task_id, spec in config["tasks"].items())
+    return Assignment(name=name, title=config["title"], tasks=tasks, models=tuple(config.get("models", [])),
+                      data_name=config.get("data", name), limits=limits)

@@ -1,0 +1,100 @@
+"""Grade a whole submissions folder with a pool of worker processes and a progress bar.
+
+The reference values are prepared once, in this process, before any worker starts; each worker
+then builds one SubmissionGrader and grades entry after entry. A worker that dies (the grader
+process itself, never the sandboxed student code) costs only the entry it was grading.
+"""
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from . import assignments
+from .intake import discover, submission_id
+from .reports import write_gradebook
+from .workspace import Workspace
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    assignment: str
+    out: Path
+    cache: Path
+    data_root: Path
+    isolation: str = "auto"
+    limit_overrides: tuple = ()       # (("cell_timeout_s", 30), ...)
+
+    def load(self):
+        return assignments.load(self.assignment, **dict(self.limit_overrides))
+
+    def workspace(self) -> Workspace:
+        return Workspace(cache=self.cache, data_root=self.data_root)
+
+
+_worker_grader = None
+
+
+def _start_worker(job: BatchJob) -> None:
+    global _worker_grader
+    from .pipeline import SubmissionGrader
+    _worker_grader = SubmissionGrader(job.load(), job.workspace(), isolation=job.isolation)
+
+
+def _grade_in_worker(entry: str, out: str) -> dict:
+    return _worker_grader.grade(Path(entry), Path(out))
+
+
+def run_batch(job: BatchJob, folder: Path, workers: int = 2, progress: bool = True) -> list[dict]:
+    entries = discover(folder)
+    assignment = job.load()
+    job.workspace().prepare(assignment)  # reference values once, before the workers
+    job.out.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, dict] = {}
+    pending = list(entries)
+    bar = tqdm(total=len(entries), desc=f"grading {assignment.name}", unit="submission", disable=not progress)
+    for _attempt in range(3):  # a broken pool is rebuilt for the entries it did not finish
+        if not pending:
+            break
+        context = multiprocessing.get_context("spawn")  # workers do not inherit the parent's threads
+        with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context,
+                                 initializer=_start_worker, initargs=(job,)) as pool:
+            futures = {pool.submit(_grade_in_worker, str(e), str(job.out)): e for e in pending}
+            still_pending = []
+            for future in as_completed(futures):
+                entry = futures[future]
+                try:
+                    rows[submission_id(entry)] = future.result()
+                    bar.update(1)
+                except BrokenProcessPool:
+                    still_pending.append(entry)
+                except Exception as error:  # noqa: BLE001
+                    rows[submission_id(entry)] = _harness_error_row(assignment, job, entry, error)
+                    bar.update(1)
+            pending = still_pending
+    for entry in pending:
+        rows[submission_id(entry)] = _harness_error_row(assignment, job, entry, "the grading worker died")
+        bar.update(1)
+    bar.close()
+    ordered = [rows[k] for k in sorted(rows)]
+    write_gradebook(job.out, assignment, ordered)
+    return ordered
+
+
+def _harness_error_row(assignment, job: BatchJob, entry: Path, error) -> dict:
+    """Record the entry as not graded, with a report saying so, when its worker failed."""
+    from .pipeline import SubmissionGrader, gradebook_row
+    from .reports import write_report, write_results_json
+    grader = SubmissionGrader(assignment, job.workspace(), isolation=job.isolation)
+    sid = submission_id(entry)
+    message = f"The autograder failed on this submission ({error}); a TA will regrade it."
+    grade = grader.failed_grade(sid, "harness error", message)
+    out = job.out / sid
+    out.mkdir(parents=True, exist_ok=True)
+    write_results_json(out / "results.json", grade, 0.0, message)
+    write_report(out / "report.html", assignment, grade, None, grader.weights, message)
+    return gradebook_row(assignment, grade, message)

@@ -1,0 +1,103 @@
+"""Run an assignment's pytest graders in the grader's process, against the cached reference.
+
+The graders are ordinary pytest modules (graders/<name>/test_*.py). This module provides their
+fixtures (`student`, `reference`, `run`, `figures`) through a plugin object, and turns each test's
+report into a Verdict with the task's points: pytest's own hooks, no parsing of its output.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+
+import pytest
+
+from .assignments import GRADERS, Assignment
+from .checks import GradeFailure
+from .verdicts import Figures, Verdict
+
+
+class GraderPlugin:
+    """Fixtures for one submission's grading, and the collector of its verdicts."""
+
+    def __init__(self, assignment: Assignment, student, reference, run):
+        self.assignment = assignment
+        self._student, self._reference, self._run = student, reference, run
+        self.figures = Figures()
+        self.results: list[tuple[str, float, str, str]] = []   # (task, share, title, status, message)
+        self.shares: dict[str, float] = {}
+
+    @pytest.fixture
+    def student(self):
+        return self._student
+
+    @pytest.fixture
+    def reference(self):
+        return self._reference
+
+    @pytest.fixture
+    def run(self):
+        return self._run
+
+    @pytest.fixture(name="figures")
+    def figures_fixture(self):
+        return self.figures
+
+    def pytest_collection_modifyitems(self, items):
+        for item in items:
+            task, share = _task_of(item)
+            self.shares[task] = self.shares.get(task, 0.0) + share
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            task, share = _task_of(item)
+            title = (item.function.__doc__ or item.name).strip().splitlines()[0]
+            message = "" if report.passed else _message(call.excinfo)
+            self.results.append((task, share, title, "passed" if report.passed else "failed", message))
+
+    def verdicts(self) -> list[Verdict]:
+        verdicts = []
+        for task_id, share, title, status, message in self.results:
+            points = self.assignment.task(task_id).points * share / self.shares[task_id]
+            verdicts.append(Verdict(task=task_id, name=title, score=points if status == "passed" else 0.0,
+                                    max_score=round(points, 4), status=status, message=message))
+        return verdicts
+
+
+def _task_of(item) -> tuple[str, float]:
+    marker = item.get_closest_marker("task")
+    if marker is None:
+        raise pytest.UsageError(f"grader test {item.nodeid} has no @pytest.mark.task")
+    return marker.args[0], float(marker.kwargs.get("share", 1))
+
+
+def _message(excinfo) -> str:
+    if excinfo is None:
+        return "not checked"
+    error = excinfo.value
+    if isinstance(error, GradeFailure):
+        return str(error)
+    if isinstance(error, AssertionError):
+        return str(error).split("\nassert ")[0]
+    # A grader that trips over an unexpected value: the check fails, and says it was the grader.
+    return f"the grader could not check this value ({type(error).__name__}: {str(error)[:300]})"
+
+
+def run_graders(assignment: Assignment, student, reference, run) -> tuple[list[Verdict], Figures]:
+    """All of the assignment's graders on one submission; returns verdicts in handout order."""
+    plugin = GraderPlugin(assignment, student, reference, run)
+    args = [str(GRADERS / assignment.name), "-c", str(GRADERS / "pytest.ini"), "--rootdir", str(GRADERS),
+            "-q", "-p", "no:warnings", "--no-header", "-o", "console_output_style=classic"]
+    with contextlib.redirect_stdout(io.StringIO()) as output:
+        code = pytest.main(args, plugins=[plugin])
+    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        raise RuntimeError(f"the graders of {assignment.name} could not run (pytest exit {code}):\n"
+                           f"{output.getvalue()[-3000:]}")
+    order = {task.id: i for i, task in enumerate(assignment.tasks)}
+    verdicts = sorted(plugin.verdicts(), key=lambda v: order.get(v.task, len(order)))
+    missing = [t.id for t in assignment.tasks if t.id not in plugin.shares and not t.manual]
+    if missing:
+        raise RuntimeError(f"tasks with no grader test in graders/{assignment.name}: {missing}")
+    return verdicts, plugin.figures

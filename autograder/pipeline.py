@@ -1,0 +1,116 @@
+"""The path of one grade: entry -> intake -> sandbox run -> safe export -> graders -> reports.
+
+`SubmissionGrader` is made once per worker (the reference values are read once) and grades
+entries one after another. Whatever goes wrong with a submission ends in a results.json and a
+report that say so; only a bug of the harness itself ends as status "harness error".
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import nbformat
+
+from .artefacts import Artefacts
+from .assignments import Assignment
+from .execution import RunRecord, SubmissionRunner
+from .grading import run_graders
+from .intake import NotASubmission, load_notebook, prepare, submission_id
+from .reports import write_report, write_results_json
+from .verdicts import Grade, Verdict
+from .workspace import Workspace
+
+
+class SubmissionGrader:
+    def __init__(self, assignment: Assignment, workspace: Workspace, *, isolation: str = "auto"):
+        self.assignment = assignment
+        self.workspace = workspace
+        self.reference = Artefacts(workspace.prepare(assignment))
+        self.weights = workspace.store.describe(list(assignment.models))
+        self.runner = SubmissionRunner(limits=assignment.limits, weight_store=workspace.store.root,
+                                       sandbox_base=workspace.sandbox_base, isolation=isolation)
+
+    def grade(self, entry: Path, out_root: Path) -> dict:
+        """Grade one entry; writes out_root/<id>/{results.json,report.html}; returns its gradebook row."""
+        started = time.monotonic()
+        sid = submission_id(Path(entry))
+        out = Path(out_root) / sid
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        try:
+            grade, run = self._grade(Path(entry), sid, out)
+        except Exception:  # noqa: BLE001 - a harness bug must not stop the batch or lose the entry
+            (out / "harness-error.txt").write_text(traceback.format_exc())
+            grade, run = self.failed_grade(sid, "harness error",
+                                            "The autograder itself failed on this submission; "
+                                            "a TA has been told (harness-error.txt)."), None
+        summary = summarise(grade, run)
+        write_results_json(out / "results.json", grade, time.monotonic() - started, summary)
+        write_report(out / "report.html", self.assignment, grade, run, self.weights, summary)
+        return gradebook_row(self.assignment, grade, summary)
+
+    def _grade(self, entry: Path, sid: str, out: Path) -> tuple[Grade, RunRecord | None]:
+        with tempfile.TemporaryDirectory(prefix="intake-") as scratch:
+            try:
+                submission = prepare(entry, Path(scratch))
+                notebook = load_notebook(submission)
+            except NotASubmission as problem:
+                return self.failed_grade(sid, "not a submission", str(problem)), None
+            data_prefix = f"data/{self.assignment.data_name}/"
+            files = [f for f in submission.files
+                     if not str(f.relative_to(submission.base)).startswith(data_prefix)]
+            run, executed = self.runner.run(
+                notebook, name=sid, files=files, files_base=submission.base,
+                data={data_prefix.rstrip("/"): self.workspace.data_dir(self.assignment)},
+                probes=self.workspace.probes_dir(self.assignment),
+                harvest_source=self.assignment.harvest_source, export_to=out / "artefacts")
+        nbformat.write(executed, str(out / "executed.ipynb"))
+        (out / "run.json").write_text(json.dumps(run.to_dict(), indent=2))
+        student = Artefacts(out / "artefacts", unavailable_reason=_why_not_collected(run))
+        verdicts, figures = run_graders(self.assignment, student, self.reference, run)
+        return Grade(sid, self.assignment.name, verdicts, figures.items), run
+
+    def failed_grade(self, sid: str, status: str, message: str) -> Grade:
+        """Zero on every task, each saying why: nothing could be run or collected."""
+        verdicts = [Verdict(task=t.id, name=f"{t.id} {t.title}", score=0.0, max_score=t.points,
+                            status="failed", message=f"not graded: {message}") for t in self.assignment.tasks]
+        return Grade(sid, self.assignment.name, verdicts, status=status, message=message)
+
+
+def _why_not_collected(run: RunRecord) -> str:
+    if run.outcome != "finished":
+        return run.message
+    if run.harvest_status != "ok":
+        return f"the grader could not collect your values ({run.harvest_error or run.harvest_status})"
+    return ""
+
+
+def summarise(grade: Grade, run: RunRecord | None) -> str:
+    """One or two sentences for the top of the report and the gradebook's message column."""
+    if grade.status != "graded":
+        return grade.message
+    parts = [f"{grade.score:g} of {grade.max_score:g} points."]
+    if run is not None:
+        if run.outcome != "finished":
+            parts.append(run.message)
+        elif run.harvest_status != "ok":
+            parts.append(_why_not_collected(run).capitalize() + ".")
+        errors = [c for c in run.cells if c.status in ("error", "timeout")]
+        if errors:
+            first = errors[0]
+            parts.append(f"{len(errors)} cell(s) raised an error or timed out; the first is cell "
+                         f"{first.index + 1}: {first.error[:160]}")
+    return " ".join(parts)
+
+
+def gradebook_row(assignment: Assignment, grade: Grade, summary: str) -> dict:
+    row = {"id": grade.submission_id, "total": grade.score, "max": assignment.max_points,
+           "status": grade.status, "message": summary}
+    scores = grade.task_scores()
+    for task in assignment.tasks:
+        row[task.id] = scores.get(task.id, 0.0)
+    return row

@@ -1,0 +1,35 @@
+"""The batch's gradebook (grades.csv, pandas) and its one-page overview (index.html)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..assignments import Assignment
+from .html import _ENV
+from .pictures import histogram_picture
+
+
+def gradebook_frame(assignment: Assignment, rows: list[dict]) -> pd.DataFrame:
+    """One row per submission: id, total, one column per task id, status, message."""
+    columns = ["id", "total", "max"] + [t.id for t in assignment.tasks] + ["status", "message"]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.sort_values("id", kind="stable").reset_index(drop=True)
+
+
+def write_gradebook(out_dir: Path, assignment: Assignment, rows: list[dict]) -> pd.DataFrame:
+    frame = gradebook_frame(assignment, rows)
+    frame.to_csv(out_dir / "grades.csv", index=False)
+    task_ids = [t.id for t in assignment.tasks]
+    pass_rates = []
+    for task in assignment.tasks:
+        column = pd.to_numeric(frame[task.id], errors="coerce")
+        full = (column >= task.points - 1e-9).mean() if len(column) else 0.0
+        pass_rates.append({"id": task.id, "title": task.title, "rate": round(100 * float(full), 1),
+                           "mean": round(float(column.mean()), 2) if len(column) else 0.0, "max": task.points})
+    html = _ENV.get_template("index.html.j2").render(
+        assignment=assignment, rows=frame.to_dict("records"), task_ids=task_ids, pass_rates=pass_rates,
+        histogram=histogram_picture(list(frame["total"].astype(float)), assignment.max_points) if len(frame) else None,
+        mean=round(float(frame["total"].mean()), 2) if len(frame) else 0.0)
+    (out_dir / "index.html").write_text(html, encoding="utf-8")
+    return frame

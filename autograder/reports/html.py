@@ -1,0 +1,55 @@
+"""The student's feedback page (report.html), rendered with jinja2 from templates/report/."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from ..assignments import REPO, Assignment
+from ..verdicts import Grade
+from .pictures import matrix_picture
+
+TEMPLATES = REPO / "templates" / "report"
+_ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                          autoescape=jinja2.select_autoescape(["html", "j2"]),
+                          trim_blocks=True, lstrip_blocks=True)
+
+
+def task_rows(assignment: Assignment, grade: Grade) -> list[dict]:
+    rows = []
+    for task in assignment.tasks:
+        verdicts = [v for v in grade.verdicts if v.task == task.id]
+        score = sum(v.score for v in verdicts)
+        rows.append({"id": task.id, "title": task.title, "score": round(score, 2),
+                     "max": round(task.points, 2), "manual": task.manual,
+                     "passed": bool(verdicts) and all(v.status == "passed" for v in verdicts),
+                     "checks": verdicts})
+    return rows
+
+
+def figure_pictures(grade: Grade) -> list[dict]:
+    pictures = []
+    for figure in grade.figures:
+        shared = [m for m in (figure.student, figure.reference) if m is not None]
+        vmin = min(float(np.min(m)) for m in shared) if shared else None
+        vmax = max(float(np.max(m)) for m in shared) if shared else None
+        pictures.append({
+            "title": figure.title,
+            "student": matrix_picture(figure.student, "Yours", figure.labels, vmin, vmax)
+            if figure.student is not None else None,
+            "reference": matrix_picture(figure.reference, "Reference", figure.labels, vmin, vmax)
+            if figure.reference is not None else None,
+        })
+    return pictures
+
+
+def render_report(assignment: Assignment, grade: Grade, run, weights: list[dict], summary: str) -> str:
+    return _ENV.get_template("report.html.j2").render(
+        assignment=assignment, grade=grade, run=run, weights=weights, summary=summary,
+        standins=[w for w in weights if w["kind"] != "real"],
+        tasks=task_rows(assignment, grade), pictures=figure_pictures(grade))
+
+
+def write_report(path: Path, *args, **kwargs) -> None:
+    path.write_text(render_report(*args, **kwargs), encoding="utf-8")

@@ -1,0 +1,70 @@
+"""What grading produces: one verdict per grader test, gathered into a submission's grade."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Verdict:
+    task: str
+    name: str              # "F3 network: ImageNet ResNet-18 ..." (starts with the task id)
+    score: float
+    max_score: float
+    status: str            # passed | failed
+    message: str = ""
+    visibility: str = "visible"
+
+
+@dataclass
+class Figure:
+    """Pictures for the report: the student's value beside the reference's."""
+    title: str
+    student: np.ndarray | None
+    reference: np.ndarray | None
+    labels: list[str] = field(default_factory=list)
+    kind: str = "matrix"   # matrix | image
+
+
+class Figures:
+    """The `figures` fixture: graders hand the report their pictures through it."""
+
+    def __init__(self):
+        self.items: list[Figure] = []
+
+    def matrices(self, title, student, reference, labels=()):
+        self.items.append(Figure(title, _plain(student), _plain(reference), list(labels), "matrix"))
+
+    def images(self, title, student, reference, labels=()):
+        self.items.append(Figure(title, _plain(student), _plain(reference), list(labels), "image"))
+
+
+def _plain(value):
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf" and value.ndim == 2 and value.size <= 4_000_000:
+        return value.astype(np.float64)
+    return None
+
+
+@dataclass
+class Grade:
+    submission_id: str
+    assignment: str
+    verdicts: list[Verdict] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    status: str = "graded"     # graded | not a submission | harness error
+    message: str = ""          # a sentence for the student about what happened overall
+
+    @property
+    def score(self) -> float:
+        return round(sum(v.score for v in self.verdicts), 4)
+
+    @property
+    def max_score(self) -> float:
+        return round(sum(v.max_score for v in self.verdicts), 4)
+
+    def task_scores(self) -> dict[str, float]:
+        scores: dict[str, float] = {}
+        for verdict in self.verdicts:
+            scores[verdict.task] = round(scores.get(verdict.task, 0.0) + verdict.score, 4)
+        return scores
