@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -27,16 +28,19 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory-gib", type=float, help="memory limit of the student's kernel")
 
 
-def _overrides(args) -> tuple:
+def _overrides(args, concurrent_kernels: int = 1) -> tuple:
+    # Share the cores between the kernels that run at once: no oversubscription in a batch.
+    threads = max(1, (os.cpu_count() or 1) // max(1, concurrent_kernels))
     pairs = {"cell_timeout_s": args.cell_timeout, "total_timeout_s": args.timeout,
-             "memory_bytes": int(args.memory_gib * 2**30) if args.memory_gib else None}
+             "memory_bytes": int(args.memory_gib * 2**30) if args.memory_gib else None,
+             "threads": threads}
     return tuple((k, v) for k, v in pairs.items() if v is not None)
 
 
 def cmd_batch(args) -> int:
     from .batch import BatchJob, run_batch
     job = BatchJob(args.assignment, args.out.resolve(), args.cache.resolve(), args.data.resolve(),
-                   args.isolation, _overrides(args))
+                   args.isolation, _overrides(args, args.workers))
     rows = run_batch(job, args.folder, workers=args.workers, progress=not args.quiet)
     graded = sum(r["status"] == "graded" for r in rows)
     print(f"{len(rows)} submissions ({graded} graded, {len(rows) - graded} not gradable or failed)")

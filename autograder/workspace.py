@@ -69,9 +69,8 @@ class Workspace:
         digest.update(self.store.fingerprint(list(assignment.models)).encode())
         for source in assignment.source_files():
             digest.update(source.read_bytes() if source.exists() else b"-")
-        import torch
-        import torchvision
-        digest.update(f"{torch.__version__}|{torchvision.__version__}".encode())
+        from importlib.metadata import version  # not `import torch`: workers stay light
+        digest.update(f"{version('torch')}|{version('torchvision')}".encode())
         return digest.hexdigest()[:20]
 
     def reference(self, assignment: Assignment) -> Artefacts:

@@ -1,0 +1,96 @@
+"""Where grading time goes, measured in one run on this machine. Prints figures; asserts nothing.
+
+    .venv/bin/python benchmarks/bench_grading.py [NOTEBOOK] [--repeat 3]
+
+1. nbclient alone: the notebook executed by a plain NotebookClient (no sandbox, no harvest,
+   no graders, no report) in a folder holding it and data/fruits: the floor any harness pays.
+2. the harness: `grade.py check` of the same notebook in-process (sandbox, harvest, pytest
+   graders against the cached reference, results.json and report.html).
+3. the reference cache: a batch of submissions/fruits with an empty cache (reference computed
+   first), then the same batch again with the cache filled.
+Medians of --repeat runs for 1 and 2; ratios are of figures taken in this one run.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from autograder import assignments  # noqa: E402
+from autograder.batch import BatchJob, run_batch  # noqa: E402
+from autograder.intake import Submission, load_notebook  # noqa: E402
+from autograder.pipeline import SubmissionGrader  # noqa: E402
+from autograder.workspace import Workspace  # noqa: E402
+
+
+def time_nbclient_alone(notebook_path: Path, workspace: Workspace) -> float:
+    import nbformat
+    from nbclient import NotebookClient
+    path = Path(notebook_path)
+    notebook = load_notebook(Submission(path.stem, path, path, path.parent, [path]))
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "data").mkdir()
+        os.symlink(workspace.data_root / "fruits", Path(folder) / "data" / "fruits")
+        started = time.perf_counter()
+        client = NotebookClient(nbformat.from_dict(notebook), timeout=600, kernel_name="python3",
+                                allow_errors=True, resources={"metadata": {"path": folder}})
+        client.execute()
+        return time.perf_counter() - started
+
+
+def time_harness(notebook_path: Path, grader: SubmissionGrader) -> float:
+    with tempfile.TemporaryDirectory() as out:
+        started = time.perf_counter()
+        grader.grade(notebook_path, Path(out))
+        return time.perf_counter() - started
+
+
+def time_batches(folder: Path, workers: int) -> tuple[float, float, int]:
+    with tempfile.TemporaryDirectory() as scratch:
+        cache = Path(scratch) / "cache"
+        shutil.copytree(REPO / ".cache" / "torch", cache / "torch")  # weights, but no reference values
+        job = BatchJob("fruits", Path(scratch) / "out", cache, REPO / "data")
+        started = time.perf_counter()
+        rows = run_batch(job, folder, workers=workers, progress=False)
+        first = time.perf_counter() - started
+        started = time.perf_counter()
+        run_batch(job, folder, workers=workers, progress=False)
+        second = time.perf_counter() - started
+    return first, second, len(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebook", nargs="?", type=Path, default=REPO / "submissions" / "fruits" / "alice_correct.ipynb")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    workspace = Workspace()
+    assignment = assignments.load("fruits")
+    grader = SubmissionGrader(assignment, workspace)  # prepares weights, data, reference
+    print(f"machine: {os.cpu_count()} cores; notebook: {args.notebook.relative_to(REPO)}; repeat {args.repeat}")
+
+    bare = [time_nbclient_alone(args.notebook, workspace) for _ in range(args.repeat)]
+    harness = [time_harness(args.notebook, grader) for _ in range(args.repeat)]
+    bare_median, harness_median = statistics.median(bare), statistics.median(harness)
+    print(f"nbclient alone        median {bare_median:6.2f} s   runs {', '.join(f'{t:.2f}' for t in bare)}")
+    print(f"harness (check)       median {harness_median:6.2f} s   runs {', '.join(f'{t:.2f}' for t in harness)}")
+    print(f"harness / nbclient    {harness_median / bare_median:6.2f}x")
+
+    first, second, count = time_batches(REPO / "submissions" / "fruits", args.workers)
+    print(f"batch of {count}, empty reference cache   {first:6.2f} s")
+    print(f"batch of {count}, reference cached        {second:6.2f} s")
+    print(f"second run / first run           {second / first:6.2f}x")
+
+
+if __name__ == "__main__":
+    main()

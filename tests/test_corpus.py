@@ -1,0 +1,102 @@
+"""The corpus: every submission under tests/corpus/<assignment>/ gets exactly its expected verdicts.
+
+One batch per assignment through the CLI (`grade.py batch`), as a TA would run it, with correct,
+planted-bug and hostile entries mixed: a bad entry must not disturb the others. Expectations live
+in tests/corpus/<assignment>/expected.toml: `fail` lists the tasks that must score 0; every other
+task must score its full points.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO / "tests" / "corpus"
+LIMITS = ["--cell-timeout", "20", "--timeout", "240"]
+
+
+def _expectations() -> list[tuple[str, str, dict]]:
+    cases = []
+    for expected in sorted(CORPUS.glob("*/expected.toml")):
+        for entry, spec in tomllib.loads(expected.read_text()).items():
+            cases.append((expected.parent.name, entry, spec))
+    return cases
+
+
+CASES = _expectations()
+
+
+def _task_points(assignment: str) -> dict[str, float]:
+    config = tomllib.loads((REPO / "graders" / assignment / "assignment.toml").read_text())
+    return {task: float(spec["points"]) for task, spec in config["tasks"].items()}
+
+
+@pytest.fixture(scope="session")
+def corpus_batches(tmp_path_factory) -> dict[str, Path]:
+    """Grade each assignment's corpus once, through the CLI."""
+    outputs = {}
+    for assignment in sorted({case[0] for case in CASES}):
+        out = tmp_path_factory.mktemp(f"corpus-{assignment}")
+        completed = subprocess.run(
+            [sys.executable, "grade.py", "batch", str(CORPUS / assignment), "--assignment", assignment,
+             "--out", str(out), "--workers", "2", "--quiet", *LIMITS],
+            cwd=REPO, capture_output=True, text=True, timeout=3600)
+        assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+        outputs[assignment] = out
+    return outputs
+
+
+def test_corpus_has_the_required_kinds():
+    """Per assignment: three correct entries, a planted bug for every task, hostile entries."""
+    assert CASES, "no corpus found"
+    for assignment in sorted({case[0] for case in CASES}):
+        specs = [spec for a, _e, spec in CASES if a == assignment]
+        assert sum(s["kind"] == "correct" for s in specs) >= 3
+        bugged = {task for s in specs if s["kind"] == "bug" for task in s["fail"]}
+        graded_tasks = {t for t, spec in tomllib.loads(
+            (REPO / "graders" / assignment / "assignment.toml").read_text())["tasks"].items()
+            if not spec.get("manual")}
+        assert graded_tasks <= bugged, f"{assignment}: no planted bug for {sorted(graded_tasks - bugged)}"
+        assert all(len(s["fail"]) == 1 for s in specs if s["kind"] == "bug")
+        assert any(s["kind"] == "hostile" for s in specs)
+
+
+@pytest.mark.parametrize("assignment,entry,spec", CASES, ids=[f"{a}/{e}" for a, e, _s in CASES])
+def test_entry_gets_its_expected_verdicts(corpus_batches, assignment, entry, spec):
+    out = corpus_batches[assignment]
+    sid = entry
+    for suffix in (".ipynb", ".py", ".zip"):
+        sid = sid.removesuffix(suffix)
+    results = json.loads((out / sid / "results.json").read_text())
+    points = _task_points(assignment)
+    scores: dict[str, float] = {}
+    for test in results["tests"]:
+        task = test["name"].split()[0]
+        scores[task] = scores.get(task, 0.0) + test["score"]
+    failing = set(spec["fail"])
+    wrong = {}
+    for task, full in points.items():
+        expected = 0.0 if task in failing else full
+        if abs(scores.get(task, 0.0) - expected) > 1e-6:
+            wrong[task] = (scores.get(task, 0.0), expected)
+    detail = "\n".join(f"{t['name']}: {t['status']} {t['output'][:300]}" for t in results["tests"])
+    assert not wrong, f"{entry}: (got, expected) {wrong}\n{results['output']}\n{detail}"
+    if "message" in spec:
+        assert spec["message"].lower() in results["output"].lower(), results["output"]
+    assert (out / sid / "report.html").is_file()
+
+
+def test_gradebook_lists_every_entry(corpus_batches):
+    for assignment, out in corpus_batches.items():
+        frame = pd.read_csv(out / "grades.csv")
+        entries = {e for a, e, _s in CASES if a == assignment}
+        ids = {e.removesuffix(".ipynb").removesuffix(".py").removesuffix(".zip") for e in entries}
+        assert ids <= set(frame["id"]), sorted(ids - set(frame["id"]))
+        assert {"id", "total", "status"} <= set(frame.columns)
+        assert (out / "index.html").is_file()
