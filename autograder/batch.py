@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from . import assignments
 from .intake import discover, submission_id
+from .manual import read_marks, write_to_mark
 from .reports import write_gradebook
 from .workspace import Workspace
 
@@ -28,6 +29,7 @@ class BatchJob:
     data_root: Path
     isolation: str = "auto"
     limit_overrides: tuple = ()       # (("cell_timeout_s", 30), ...)
+    marks: Path | None = None         # a TA's marks of the manual items (CSV: id, task, points, comment)
 
     def load(self):
         return assignments.load(self.assignment, **dict(self.limit_overrides))
@@ -42,7 +44,8 @@ _worker_grader = None
 def _start_worker(job: BatchJob) -> None:
     global _worker_grader
     from .pipeline import SubmissionGrader
-    _worker_grader = SubmissionGrader(job.load(), job.workspace(), isolation=job.isolation)
+    _worker_grader = SubmissionGrader(job.load(), job.workspace(), isolation=job.isolation,
+                                      marks=read_marks(job.marks))
 
 
 def _grade_in_worker(entry: str, out: str) -> dict:
@@ -82,6 +85,12 @@ def run_batch(job: BatchJob, folder: Path, workers: int = 2, progress: bool = Tr
     bar.close()
     ordered = [rows[k] for k in sorted(rows)]
     write_gradebook(job.out, assignment, ordered)
+    # Every manual item, marked or not, so the same file can be passed back run after run.
+    marks = read_marks(job.marks)
+    write_to_mark(job.out / "to_mark.csv", [
+        {"id": row["id"], "task": v.task, "points": marks.get((row["id"], v.task), ("", ""))[0],
+         "comment": marks.get((row["id"], v.task), ("", ""))[1], "answer": v.message.split("Your answer:\n")[-1]}
+        for row in ordered for v in row.get("_manual", [])])
     return ordered
 
 

@@ -39,13 +39,19 @@ def _overrides(args, concurrent_kernels: int = 1) -> tuple:
 
 def cmd_batch(args) -> int:
     from .batch import BatchJob, run_batch
+    if args.marks is not None and not args.marks.is_file():
+        print(f"grade.py: marks file {args.marks} does not exist", file=sys.stderr)
+        return 2
     job = BatchJob(args.assignment, args.out.resolve(), args.cache.resolve(), args.data.resolve(),
-                   args.isolation, _overrides(args, args.workers))
+                   args.isolation, _overrides(args, args.workers),
+                   args.marks.resolve() if args.marks else None)
     rows = run_batch(job, args.folder, workers=args.workers, progress=not args.quiet)
     graded = sum(r["status"] == "graded" for r in rows)
     print(f"{len(rows)} submissions ({graded} graded, {len(rows) - graded} not gradable or failed)")
     print(f"gradebook: {job.out / 'grades.csv'}")
     print(f"overview:  {job.out / 'index.html'}")
+    if (job.out / "to_mark.csv").exists():
+        print(f"to mark:   {job.out / 'to_mark.csv'} (fill in points, pass it back with --marks)")
     return 0
 
 
@@ -114,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--out", type=Path, required=True)
     batch.add_argument("--workers", type=int, default=2)
     batch.add_argument("--quiet", action="store_true", help="no progress bar")
+    batch.add_argument("--marks", type=Path, help="a TA's marks of the manual items: to_mark.csv with points filled in")
     _common(batch)
     batch.set_defaults(run=cmd_batch)
 

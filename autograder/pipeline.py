@@ -20,14 +20,17 @@ from .assignments import Assignment
 from .execution import RunRecord, SubmissionRunner
 from .grading import run_graders
 from .intake import NotASubmission, load_notebook, prepare, submission_id
+from .manual import collect_answers, manual_verdicts
 from .reports import write_report, write_results_json
 from .verdicts import Grade, Verdict
 from .workspace import Workspace
 
 
 class SubmissionGrader:
-    def __init__(self, assignment: Assignment, workspace: Workspace, *, isolation: str = "auto"):
+    def __init__(self, assignment: Assignment, workspace: Workspace, *, isolation: str = "auto",
+                 marks: dict | None = None):
         self.assignment = assignment
+        self.marks = marks or {}   # (id, task) -> (points, comment): a TA's marks of manual items
         self.workspace = workspace
         self.reference = Artefacts(workspace.prepare(assignment))
         self.weights = workspace.store.describe(list(assignment.models))
@@ -72,6 +75,9 @@ class SubmissionGrader:
         (out / "run.json").write_text(json.dumps(run.to_dict(), indent=2))
         student = Artefacts(out / "artefacts", unavailable_reason=_why_not_collected(run))
         verdicts, figures = run_graders(self.assignment, student, self.reference, run)
+        verdicts += manual_verdicts(self.assignment, sid, collect_answers(notebook, self.assignment), self.marks)
+        order = {task.id: i for i, task in enumerate(self.assignment.tasks)}
+        verdicts.sort(key=lambda v: order.get(v.task, len(order)))
         return Grade(sid, self.assignment.name, verdicts, figures.items), run
 
     def failed_grade(self, sid: str, status: str, message: str) -> Grade:
@@ -113,4 +119,6 @@ def gradebook_row(assignment: Assignment, grade: Grade, summary: str) -> dict:
     scores = grade.task_scores()
     for task in assignment.tasks:
         row[task.id] = scores.get(task.id, 0.0)
+    row["to_mark"] = " ".join(v.task for v in grade.verdicts if v.status == "to mark")
+    row["_manual"] = [v for v in grade.verdicts if assignment.task(v.task).manual]
     return row

@@ -12,7 +12,7 @@ from .pictures import histogram_picture
 
 def gradebook_frame(assignment: Assignment, rows: list[dict]) -> pd.DataFrame:
     """One row per submission: id, total, one column per task id, status, message."""
-    columns = ["id", "total", "max"] + [t.id for t in assignment.tasks] + ["status", "message"]
+    columns = ["id", "total", "max"] + [t.id for t in assignment.tasks] + ["to_mark", "status", "message"]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.sort_values("id", kind="stable").reset_index(drop=True)
 

@@ -23,6 +23,7 @@ def task_rows(assignment: Assignment, grade: Grade) -> list[dict]:
         score = sum(v.score for v in verdicts)
         rows.append({"id": task.id, "title": task.title, "score": round(score, 2),
                      "max": round(task.points, 2), "manual": task.manual,
+                     "to_mark": any(v.status == "to mark" for v in verdicts),
                      "passed": bool(verdicts) and all(v.status == "passed" for v in verdicts),
                      "checks": verdicts})
     return rows
