@@ -160,7 +160,16 @@ def module_to_notebook(text: str) -> nbformat.NotebookNode:
                       for s, n in zip(starts, tree.body)]
             bounds = [0] + starts[1:] + [len(lines)]
             chunks = ["".join(lines[a:b]) for a, b in zip(bounds, bounds[1:])]
-    cells = [nbformat.v4.new_code_cell(chunk.rstrip("\n")) for chunk in chunks if chunk.strip()]
+    cells = [_module_cell(chunk) for chunk in chunks if chunk.strip()]
     notebook = nbformat.v4.new_notebook(cells=cells)
     notebook.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
     return notebook
+
+
+def _module_cell(chunk: str):
+    """A `# %% [markdown]` chunk (jupytext) becomes a markdown cell of its comment lines."""
+    lines = chunk.rstrip("\n").splitlines()
+    if lines and lines[0].startswith("# %%") and "[markdown]" in lines[0]:
+        text = "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in lines[1:])
+        return nbformat.v4.new_markdown_cell(text.strip())
+    return nbformat.v4.new_code_cell(chunk.rstrip("\n"))
