@@ -59,7 +59,7 @@ def number(value, what: str) -> float:
         fail(f"{what}: expected a number, got {value!r}")
     if isinstance(value, (int, float)):
         return float(value)
-    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "biuf":
+    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "iuf":
         return float(value.reshape(()))
     fail(f"{what}: expected a number, got {describe(value)}")
 

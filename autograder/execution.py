@@ -19,6 +19,7 @@ import nbformat
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
+from jupyter_core.utils import ensure_async, run_sync
 from nbclient.exceptions import CellControlSignal, DeadKernelError
 
 from .artefacts import ENCODER_SOURCE, copy_out
@@ -104,6 +105,13 @@ class CappedNotebookClient(NotebookClient):
         self.max_output_bytes = max_output_bytes
         self.output_bytes = 0
         self.truncated = False
+        self.timed_out = False      # set when the current cell hit its time limit
+
+    async def _async_handle_timeout(self, timeout, cell=None):
+        # The reply nbclient makes up for a timed-out cell never reaches the cell's outputs:
+        # remember the timeout here so the cell is recorded as such.
+        self.timed_out = True
+        return await super()._async_handle_timeout(timeout, cell)
 
     def output(self, outs, msg, display_id, cell_index):
         self.output_bytes += len(json.dumps(msg.get("content", {}), default=str))
@@ -202,6 +210,7 @@ class _Execution:
                 return False
             self.client.timeout = max(1, int(min(self.limits.cell_timeout_s, self.deadline - time.monotonic())))
             started = time.monotonic()
+            self.client.timed_out = False
             try:
                 self.client.execute_cell(cell, index)
             except DeadKernelError:
@@ -220,22 +229,25 @@ class _Execution:
 
     def _kernel_recovered(self) -> bool:
         """After an interrupt, is the kernel idle again? (a loop may swallow KeyboardInterrupt)"""
+        kc = self.client.kc
+
+        async def ask():
+            return await ensure_async(kc.kernel_info(reply=True, timeout=10))
         try:
-            reply = self.client.kc.kernel_info(reply=True, timeout=10)
-            return bool(reply)
-        except Exception:  # noqa: BLE001 - a queue.Empty or a dead channel both mean no
+            return bool(run_sync(ask)())
+        except Exception:  # noqa: BLE001 - a timeout or a dead channel both mean no
             return False
 
     def _cell_record(self, index: int, cell, seconds: float) -> CellRecord:
         record = CellRecord(index, "ok", _head(cell.source), seconds=round(seconds, 2))
+        if self.client.timed_out:
+            record.status, record.error = "timeout", f"stopped after the {self.client.timeout} s cell limit"
         for output in cell.get("outputs", []):
             if output.get("output_type") in ("display_data", "execute_result") and \
                     any(k.startswith("image/") for k in output.get("data", {})):
                 record.has_image = True
-            if output.get("output_type") == "error":
-                # A timed-out cell is interrupted: its reply is our marker or the KeyboardInterrupt.
-                if output.get("ename") == TIMEOUT_ENAME or (
-                        output.get("ename") == "KeyboardInterrupt" and seconds >= self.client.timeout - 0.5):
+            if output.get("output_type") == "error" and record.status == "ok":
+                if output.get("ename") in (TIMEOUT_ENAME, "KeyboardInterrupt") and seconds >= self.client.timeout - 0.5:
                     record.status, record.error = "timeout", f"stopped after the {self.client.timeout} s cell limit"
                 else:
                     record.status = "error"

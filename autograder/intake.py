@@ -8,6 +8,7 @@ every task after it.
 from __future__ import annotations
 
 import ast
+import io
 import json
 import shutil
 import stat
@@ -140,7 +141,8 @@ def load_notebook(submission: Submission) -> nbformat.NotebookNode:
 
 def module_to_notebook(text: str) -> nbformat.NotebookNode:
     """Cells at `# %%` markers, else one cell per top-level statement (with its comments)."""
-    lines = text.splitlines(keepends=True)
+    # Only \n and \r end a line for `ast`; str.splitlines would also split at \x0c or U+2028.
+    lines = io.StringIO(text, newline="").readlines()
     if any(line.startswith("# %%") for line in lines):
         chunks, current = [], []
         for line in lines:

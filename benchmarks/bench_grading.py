@@ -77,7 +77,7 @@ def main() -> None:
     workspace = Workspace()
     assignment = assignments.load("fruits")
     grader = SubmissionGrader(assignment, workspace)  # prepares weights, data, reference
-    print(f"machine: {os.cpu_count()} cores; notebook: {args.notebook.relative_to(REPO)}; repeat {args.repeat}")
+    print(f"machine: {os.cpu_count()} cores; notebook: {args.notebook}; repeat {args.repeat}")
 
     bare = [time_nbclient_alone(args.notebook, workspace) for _ in range(args.repeat)]
     harness = [time_harness(args.notebook, grader) for _ in range(args.repeat)]

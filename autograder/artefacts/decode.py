@@ -31,7 +31,7 @@ def copy_out(export_dir: Path, target: Path) -> list[str]:
         if path.is_symlink() or not path.is_file():
             problems.append(f"ignored {path.name}: not a plain file")
             continue
-        if path.name != "manifest.json" and not _ARRAY_NAME.match(path.name):
+        if path.name != "manifest.json" and not _ARRAY_NAME.fullmatch(path.name):
             problems.append(f"ignored {path.name}: not an export file")
             continue
         total += path.stat().st_size
@@ -112,9 +112,11 @@ class Artefacts:
 
     def _load_array(self, node: dict) -> np.ndarray:
         name = str(node["__array__"])
-        if not _ARRAY_NAME.match(name) or self.folder is None:
+        if not _ARRAY_NAME.fullmatch(name) or self.folder is None:
             raise ValueError(f"bad array file name {name!r}")
-        array = np.load(self.folder / name, allow_pickle=False)
+        # read_array, not np.load: np.load would open a zip (npz) under a .npy name.
+        with open(self.folder / name, "rb") as handle:
+            array = np.lib.format.read_array(handle, allow_pickle=False)
         if list(array.shape) != list(node.get("shape", [])) or str(array.dtype) != node.get("dtype"):
             raise ValueError(f"array {name} does not match its manifest entry")
         return array

@@ -97,7 +97,9 @@ class Exporter:
             raise ValueError("exported arrays exceed 256 MiB")
         name = f"a{self._arrays:04d}.npy"
         self._arrays += 1
-        _np.save(_os.path.join(self.out_dir, name), _np.ascontiguousarray(array), allow_pickle=False)
+        # ascontiguousarray makes a 0-d array 1-d: keep the shape the manifest records.
+        _np.save(_os.path.join(self.out_dir, name), _np.ascontiguousarray(array).reshape(array.shape),
+                 allow_pickle=False)
         return {"__array__": name, "dtype": str(array.dtype), "shape": list(array.shape),
                 "tensor": was_tensor}
 

@@ -1,0 +1,429 @@
+"""The sandbox, from the student's side: real jailed kernels running hostile cells.
+
+Two runs do the work (each costs a few seconds): PROBE runs one notebook whose cells try, one
+each, what a submission must not be able to do (read the reference, write outside its folder, reach
+the network, see the grader's environment, exhaust memory or processes, loop, kill its kernel) and
+print what happened as `@@{json}` lines; DEADLINE runs a cell that ignores interrupts and sleeps.
+Each check is its own test reading those records. Every hostile action is bounded and aimed only at
+files, sockets and processes the test made.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import queue
+import re
+import secrets
+import shutil
+import socket
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import nbformat
+import pytest
+
+from autograder.execution import RunRecord, SubmissionRunner, _Execution
+from autograder.sandbox import GiB, Limits, bubblewrap_works
+
+needs_bwrap = pytest.mark.skipif(
+    not (bubblewrap_works() and shutil.which("setpriv")),
+    reason="bubblewrap (run as root, with namespaces) and setpriv are needed to build the sandbox; "
+           "without them the harness degrades to plain processes and these isolation checks do not apply")
+
+HARVEST = "def harvest(ns, ex, probes):\n    ex.write()\n"
+MAX_PROCESSES = 64
+CELL_TIMEOUT_S = 5
+DEADLINE_S = 8        # kernel start-up (a second or two) counts against it
+
+PRELUDE = """\
+import json, os, socket, sys
+def report(key, value):
+    print("@@" + json.dumps({key: value}), flush=True)
+def attempt(key, action):
+    try:
+        action()
+        report(key, "ok")
+    except BaseException as error:
+        report(key, f"{type(error).__name__}: {error}")
+report("ids", [os.getuid(), os.geteuid(), os.getgid(), os.getegid()])
+report("cwd", os.getcwd())
+"""
+
+
+@dataclass
+class Run:
+    record: RunRecord
+    executed: nbformat.NotebookNode
+    reports: dict
+    cell_of: dict          # label -> index of the cell in the notebook
+    sandbox_base: Path
+
+    def cell(self, label: str):
+        index = self.cell_of[label]
+        return next(c for c in self.record.cells if c.index == index)
+
+    @property
+    def uid(self) -> int:
+        """The sandbox's private uid, as the run's record of its defences states it."""
+        for line in self.record.defences.get("active", []):
+            found = re.search(r"private unprivileged uid (\d+)", line)
+            if found:
+                return int(found.group(1))
+        raise AssertionError(f"no private uid among the defences: {self.record.defences}")
+
+
+def run_cells(tmp: Path, name: str, cells: list[tuple[str, str]], limits: Limits, *, store: Path,
+              data: dict | None = None) -> Run:
+    """Run labelled cells in a fresh sandbox; collect every `@@{json}` line they printed."""
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(textwrap.dedent(s)) for _, s in cells])
+    base = tmp / "sandboxes"
+    runner = SubmissionRunner(limits=limits, weight_store=store, sandbox_base=base)
+    record, executed = runner.run(notebook, name=name, files=[], files_base=tmp, data=data or {}, probes=None,
+                                  harvest_source=HARVEST, export_to=tmp / "export")
+    reports = {}
+    for cell in executed.cells:
+        for output in cell.get("outputs", []):
+            for line in output.get("text", "").splitlines() if output.get("output_type") == "stream" else []:
+                if line.startswith("@@"):
+                    reports.update(json.loads(line[2:]))
+    return Run(record, executed, reports, {label: i for i, (label, _) in enumerate(cells)}, base)
+
+
+def processes_of(uid: int) -> list[str]:
+    """Every process (zombies included) whose real or effective uid is `uid`."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+        except OSError:
+            continue
+        if str(uid) in fields.get("Uid", "").split()[:2]:
+            found.append(f"{status.parent.name} {fields.get('Name', '').strip()} {fields.get('State', '').strip()}")
+    return found
+
+
+def leftover_cgroups(name: str) -> list[Path]:
+    root = Path("/sys/fs/cgroup")
+    return list(root.glob(f"autograder-{name}-*")) + list(root.glob(f"*/autograder-{name}-*"))
+
+
+# -- the probe run ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory, repo):
+    if not (bubblewrap_works() and shutil.which("setpriv")):
+        pytest.skip("no bubblewrap sandbox here")
+    tmp = tmp_path_factory.mktemp("probe")
+    outside = tmp / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("original")
+    store = tmp / "store"
+    (store / "hub" / "checkpoints").mkdir(parents=True)
+    (store / "hub" / "checkpoints" / "dummy.pth").write_text("original weights")
+    for folder in (store, store / "hub", store / "hub" / "checkpoints"):
+        os.chmod(folder, 0o755)
+    os.chmod(store / "hub" / "checkpoints" / "dummy.pth", 0o644)
+    data = tmp / "data"
+    data.mkdir()
+    (data / "sample.txt").write_text("fixture data")
+    os.chmod(data, 0o755)
+    os.chmod(data / "sample.txt", 0o644)
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    with socket.create_connection(("127.0.0.1", port), timeout=5):  # control: reachable from outside
+        accepted, _ = listener.accept()
+        accepted.close()
+    listener.setblocking(False)
+
+    marker_name, secret = "AUTOGRADER_TEST_MARKER", secrets.token_hex(8)
+    checkpoint = store / "hub" / "checkpoints"
+    cells = [
+        ("prelude", PRELUDE),
+        ("files", f"""\
+            attempt("read_reference", lambda: open({str(repo / 'reference' / 'fruits.py')!r}).read())
+            attempt("read_graders", lambda: open({str(repo / 'graders' / 'fruits' / 'expected.py')!r}).read())
+            attempt("list_repo", lambda: report("repo_listing", os.listdir({str(repo)!r})))
+            attempt("write_work", lambda: open("mine.txt", "w").write("mine"))
+            attempt("write_sandbox_root", lambda: open("../escape.txt", "w").write("x"))
+            attempt("write_outside_new", lambda: open({str(outside / 'new.txt')!r}, "w").write("x"))
+            attempt("write_outside_existing", lambda: open({str(outside / 'keep.txt')!r}, "a").write("x"))
+            attempt("read_store", lambda: report("store_text", open({str(checkpoint / 'dummy.pth')!r}).read()))
+            attempt("write_store_new", lambda: open({str(checkpoint / 'new.pth')!r}, "w").write("x"))
+            attempt("write_store_existing", lambda: open({str(checkpoint / 'dummy.pth')!r}, "a").write("x"))
+            attempt("read_data", lambda: report("data_text", open("data/fruits/sample.txt").read()))
+            attempt("write_data", lambda: open("data/fruits/new.txt", "w").write("x"))
+            """),
+        ("network", f"""\
+            import subprocess
+            report("routes", open("/proc/net/route").read().splitlines()[1:])
+            report("interfaces", [name for _, name in socket.if_nameindex()])
+            ip = "/usr/bin/ip" if os.path.exists("/usr/bin/ip") else None
+            report("ip_route", subprocess.run([ip, "route"], capture_output=True, text=True).stdout if ip else None)
+            attempt("connect", lambda: socket.create_connection(("127.0.0.1", {port}), timeout=5).close())
+            """),
+        ("environment", f"""\
+            report("marker", os.environ.get({marker_name!r}))
+            report("secret_in", [k for k, v in os.environ.items() if {secret!r} in v])
+            report("sys_path", sys.path)
+            """),
+        ("hog", "hog = bytearray(3 * 1024**3)"),
+        ("after_hog", "report('after_hog', True)"),
+        ("loop", "while True:\n    pass"),
+        ("after_loop", "report('after_loop', True)"),
+        ("fork_bomb", """\
+            import time
+            made, stopped = 0, None
+            try:
+                for _ in range(400):
+                    pid = os.fork()
+                    if pid == 0:
+                        time.sleep(30)
+                        os._exit(0)
+                    made += 1
+            except OSError as error:
+                stopped = f"{type(error).__name__}: {error}"
+            report("forks", [made, stopped])
+            """),
+        ("suicide", "os.kill(os.getpid(), 9)"),
+        ("never", "report('never', True)"),
+    ]
+    limits = Limits(cell_timeout_s=CELL_TIMEOUT_S, total_timeout_s=60, memory_bytes=1 * GiB,
+                    max_processes=MAX_PROCESSES, cpu_seconds=60)
+    name = f"probe{secrets.token_hex(3)}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(marker_name, secret)
+        run = run_cells(tmp, name, cells, limits, store=store, data={"data/fruits": data})
+    try:
+        incoming = listener.accept()[0]
+        incoming.close()
+        run.reports["listener_got_a_connection"] = True
+    except BlockingIOError:
+        run.reports["listener_got_a_connection"] = False
+    finally:
+        listener.close()
+    run.reports["processes_after"] = processes_of(run.uid)
+    run.reports["cgroups_after"] = leftover_cgroups(name)
+    yield SimpleNamespace(run=run, outside=outside, store=store, data=data, repo=repo)
+
+
+def denied(result: str) -> bool:
+    return result.startswith(("PermissionError", "OSError: [Errno 30]", "FileNotFoundError"))
+
+
+@needs_bwrap
+def test_kernel_runs_as_a_private_unprivileged_uid(probe):
+    run = probe.run
+    uid, euid, gid, egid = run.reports["ids"]
+    assert 0 not in (uid, euid, gid, egid)
+    assert uid == euid == run.uid and gid == egid
+    assert uid != os.getuid()
+
+
+@needs_bwrap
+def test_reference_and_graders_are_not_readable(probe):
+    reports = probe.run.reports
+    assert (probe.repo / "reference" / "fruits.py").is_file()  # it exists outside
+    assert reports["read_reference"].startswith(("FileNotFoundError", "PermissionError")), reports["read_reference"]
+    assert reports["read_graders"].startswith(("FileNotFoundError", "PermissionError")), reports["read_graders"]
+    listing = reports.get("repo_listing", [])
+    assert "reference" not in listing and "graders" not in listing and "autograder" not in listing
+
+
+@needs_bwrap
+def test_work_folder_is_writable(probe):
+    assert probe.run.reports["write_work"] == "ok"  # control: the kernel can write where it should
+
+
+@needs_bwrap
+def test_writing_outside_the_work_folder_fails(probe):
+    reports = probe.run.reports
+    for key in ("write_outside_new", "write_outside_existing"):
+        assert denied(reports[key]), (key, reports[key])
+    # The sandbox's own folder, above the work folder, is visible inside but not writable.
+    assert reports["write_sandbox_root"].startswith("PermissionError"), reports["write_sandbox_root"]
+    assert sorted(p.name for p in probe.outside.iterdir()) == ["keep.txt"]
+    assert (probe.outside / "keep.txt").read_text() == "original"
+
+
+@needs_bwrap
+def test_weight_store_is_readable_but_not_writable(probe):
+    reports = probe.run.reports
+    assert reports["store_text"] == "original weights"
+    for key in ("write_store_new", "write_store_existing"):
+        assert denied(reports[key]) and not reports[key].startswith("FileNotFoundError"), (key, reports[key])
+    checkpoints = probe.store / "hub" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["dummy.pth"]
+    assert (checkpoints / "dummy.pth").read_text() == "original weights"
+
+
+@needs_bwrap
+def test_data_is_mounted_read_only(probe):
+    reports = probe.run.reports
+    assert reports["data_text"] == "fixture data"
+    assert denied(reports["write_data"]) and not reports["write_data"].startswith("FileNotFoundError")
+    assert sorted(p.name for p in probe.data.iterdir()) == ["sample.txt"]
+
+
+@needs_bwrap
+def test_network_namespace_has_no_routes(probe):
+    reports = probe.run.reports
+    assert reports["routes"] == []
+    assert reports["interfaces"] == ["lo"]
+    if reports["ip_route"] is not None:
+        assert reports["ip_route"].strip() == ""
+
+
+@needs_bwrap
+def test_loopback_port_of_the_host_is_unreachable_inside(probe):
+    reports = probe.run.reports
+    assert reports["connect"].startswith(("ConnectionRefusedError", "OSError", "TimeoutError")), reports["connect"]
+    assert reports["listener_got_a_connection"] is False
+
+
+@needs_bwrap
+def test_grader_environment_is_not_visible(probe):
+    assert probe.run.reports["marker"] is None
+    assert probe.run.reports["secret_in"] == []
+
+
+@needs_bwrap
+def test_repo_root_is_not_on_sys_path(probe):
+    paths = probe.run.reports["sys_path"]
+    root = str(probe.repo)
+    assert paths, "sys.path was not reported"
+    assert [p for p in paths if os.path.normpath(p or probe.run.reports["cwd"]) == root] == []
+    assert probe.run.reports["cwd"] != root
+
+
+@needs_bwrap
+def test_memory_hog_gets_memory_error_and_the_next_cell_runs(probe):
+    run = probe.run
+    hog = run.cell("hog")
+    assert hog.status == "error" and hog.error.startswith("MemoryError"), (hog.status, hog.error)
+    assert run.cell("after_hog").status == "ok"
+    assert run.reports["after_hog"] is True
+
+
+@needs_bwrap
+def test_endless_loop_is_interrupted_and_the_next_cell_runs(probe):
+    run = probe.run
+    loop = run.cell("loop")
+    assert loop.status == "timeout", (loop.status, loop.error)
+    assert loop.error == f"stopped after the {CELL_TIMEOUT_S} s cell limit"
+    assert run.cell("after_loop").status == "ok" and run.reports["after_loop"] is True
+
+
+@needs_bwrap
+def test_fork_bomb_is_stopped_by_the_process_limit(probe):
+    made, stopped = probe.run.reports["forks"]
+    assert stopped is not None, f"the loop made all {made} children"
+    assert stopped.startswith(("BlockingIOError", "OSError")), stopped
+    assert 0 < made < MAX_PROCESSES
+
+
+@needs_bwrap
+def test_no_process_of_the_sandbox_remains(probe):
+    assert probe.run.reports["forks"][0] > 0  # there were children to clean up
+    assert probe.run.reports["processes_after"] == []
+
+
+@needs_bwrap
+def test_sandbox_folder_and_cgroups_are_removed(probe):
+    assert list(probe.run.sandbox_base.iterdir()) == []
+    assert probe.run.reports["cgroups_after"] == []
+
+
+@needs_bwrap
+def test_kernel_that_kills_itself_is_reported_as_died(probe):
+    run = probe.run
+    index = run.cell_of["suicide"]
+    assert run.record.outcome == "died"
+    assert run.record.message == (f"The kernel died in cell {index + 1}: killed (SIGKILL). "
+                                  "Later cells were not run.")
+    assert run.cell("suicide").status == "died"
+    assert run.cell("never").status == "not run" and "never" not in run.reports
+    assert run.record.harvest_status == "not run"
+
+
+# -- the deadline run ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def deadline(tmp_path_factory):
+    if not (bubblewrap_works() and shutil.which("setpriv")):
+        pytest.skip("no bubblewrap sandbox here")
+    tmp = tmp_path_factory.mktemp("deadline")
+    cells = [
+        ("prelude", PRELUDE),
+        ("stubborn", """\
+            import signal, time
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            report("sleeping", True)
+            time.sleep(3600)
+            """),
+        ("after", "report('after', True)"),
+    ]
+    # The cell limit is far above the submission's: only the whole-submission deadline can stop it.
+    limits = Limits(cell_timeout_s=120, total_timeout_s=DEADLINE_S, memory_bytes=1 * GiB,
+                    max_processes=MAX_PROCESSES)
+    name = f"deadline{secrets.token_hex(3)}"
+    store = tmp / "store"
+    store.mkdir()
+    run = run_cells(tmp, name, cells, limits, store=store)
+    run.reports["processes_after"] = processes_of(run.uid)
+    run.reports["cgroups_after"] = leftover_cgroups(name)
+    return run
+
+
+@needs_bwrap
+def test_whole_submission_deadline_stops_a_cell_that_ignores_interrupts(deadline):
+    record = deadline.record
+    assert deadline.reports.get("sleeping") is True, f"the stubborn cell never started: {record.message}"
+    assert record.outcome == "timeout"
+    assert record.message.startswith(f"The submission ran past its time limit of {DEADLINE_S} s and was stopped")
+    assert "after" not in deadline.reports
+    assert deadline.cell("after").status == "not run"
+    assert record.harvest_status == "not run"
+    assert deadline.reports["processes_after"] == []
+    assert deadline.reports["cgroups_after"] == []
+
+
+@needs_bwrap
+def test_cell_stopped_by_the_deadline_is_not_reported_ok(deadline):
+    assert deadline.cell("stubborn").status != "ok"
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_kernel_recovered_is_true_when_the_kernel_replies():
+    class AnsweringKernel:
+        """kernel_info the way AsyncKernelClient has it, for an idle kernel."""
+
+        def kernel_info(self, reply=False, timeout=None):
+            async def answer():
+                return {"header": {"msg_type": "kernel_info_reply"}, "content": {"status": "ok"}}
+            return answer() if reply else "msg-id"
+
+    execution = _Execution.__new__(_Execution)
+    execution.client = SimpleNamespace(kc=AnsweringKernel())
+    assert execution._kernel_recovered() is True
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_kernel_recovered_is_false_when_the_kernel_never_replies():
+    from jupyter_client.asynchronous import AsyncKernelClient
+    assert inspect.iscoroutinefunction(AsyncKernelClient._recv_reply)  # reply=True returns a coroutine
+
+    class SilentKernel:
+        """kernel_info the way AsyncKernelClient has it, for a kernel that never answers."""
+
+        def kernel_info(self, reply=False, timeout=None):
+            async def wait():
+                raise queue.Empty
+            return wait() if reply else "msg-id"
+
+    execution = _Execution.__new__(_Execution)
+    execution.client = SimpleNamespace(kc=SilentKernel())
+    assert execution._kernel_recovered() is False
