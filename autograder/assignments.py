@@ -58,7 +58,7 @@ class Assignment:
     def source_files(self) -> list[Path]:
         """Files whose change invalidates the cached reference values."""
         return [REPO / "reference" / f"{self.name}.py", self.folder / "expected.py",
-                self.folder / "fixture_data.py"]
+                self.folder / "fixture_data.py", self.folder / "harvest.py"]
 
 
 def names() -> list[str]:

@@ -65,13 +65,20 @@ class RunRecord:
 class SandboxKernelManager(AsyncKernelManager):
     """A KernelManager whose kernel starts inside a Sandbox, talking over ipc sockets."""
 
-    def __init__(self, sandbox: Sandbox, **kwargs):
+    def __init__(self, sandbox: Sandbox, *, from_module: bool = False, **kwargs):
         runtime = sandbox.runtime
         super().__init__(transport="ipc", ip=str(runtime / "kernel"),
                          connection_file=str(runtime / "connection.json"), **kwargs)
         self.sandbox = sandbox
-        argv = sandbox.wrap([sys.executable, "-P", "-m", "ipykernel_launcher", "-f", "{connection_file}",
-                             "--HistoryManager.enabled=False", "--IPKernelApp.capture_fd_output=False"])
+        # -P: no student file shadows the standard library while the kernel starts; the work folder
+        # is then appended to sys.path, so a submission can still import its own helper modules.
+        options = ["--HistoryManager.enabled=False", "--IPKernelApp.capture_fd_output=False",
+                   "--IPKernelApp.exec_lines=import sys as _s, os as _o; _s.path.append(_o.getcwd()); del _s, _o"]
+        if from_module:
+            # A module cut into cells keeps one script's figures: pyplot calls in later cells
+            # (a colorbar after an imshow) still find their figure.
+            options.append("--InlineBackend.close_figures=False")
+        argv = sandbox.wrap([sys.executable, "-P", "-m", "ipykernel_launcher", "-f", "{connection_file}", *options])
         self._kernel_spec = KernelSpec(argv=argv, display_name="sandboxed python", language="python",
                                        interrupt_mode="message", env={})
 
@@ -162,7 +169,8 @@ class _Execution:
     def __init__(self, notebook, sandbox: Sandbox, limits: Limits, record: RunRecord):
         self.sandbox, self.limits, self.record = sandbox, limits, record
         self.executed = nbformat.from_dict(json.loads(json.dumps(notebook)))
-        self.km = SandboxKernelManager(sandbox)
+        from_module = notebook.get("metadata", {}).get("autograder", {}).get("source") == "module"
+        self.km = SandboxKernelManager(sandbox, from_module=from_module)
         self.client = CappedNotebookClient(
             self.executed, km=self.km, timeout=int(limits.cell_timeout_s), allow_errors=True,
             interrupt_on_timeout=True, record_timing=False, startup_timeout=120,
@@ -182,7 +190,7 @@ class _Execution:
                 if alive and not self.deadline_hit.is_set():
                     self._harvest(probes, harvest_source)
         except DeadKernelError:
-            self._note_death(len(self.record.cells))
+            self._note_death(self._next_cell_index())
         except RuntimeError as error:  # kernel failed to start, or died while starting
             self.record.outcome = "not started"
             self.record.message = f"The kernel could not be started: {str(error)[:300]}"
@@ -193,9 +201,13 @@ class _Execution:
             self.record.outcome = "timeout"
             self.record.message = (f"The submission ran past its time limit of {self.limits.total_timeout_s:.0f} s "
                                    "and was stopped; values not collected by then were not graded.")
-        for index in range(len(self.record.cells), len(self.executed.cells)):
+        for index in range(self._next_cell_index(), len(self.executed.cells)):
             if self.executed.cells[index].cell_type == "code":
                 self.record.cells.append(CellRecord(index, "not run", _head(self.executed.cells[index].source)))
+
+    def _next_cell_index(self) -> int:
+        """The notebook index after the last recorded cell (markdown cells have no record)."""
+        return self.record.cells[-1].index + 1 if self.record.cells else 0
 
     def _on_deadline(self) -> None:
         self.deadline_hit.set()

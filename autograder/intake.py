@@ -165,6 +165,7 @@ def module_to_notebook(text: str) -> nbformat.NotebookNode:
     cells = [_module_cell(chunk) for chunk in chunks if chunk.strip()]
     notebook = nbformat.v4.new_notebook(cells=cells)
     notebook.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    notebook.metadata["autograder"] = {"source": "module"}
     return notebook
 
 

@@ -112,7 +112,9 @@ class WeightStore:
             raise ValueError(f"{path.name} does not hold the {model} parameters torchvision expects")
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         target = self.checkpoints / path.name
-        target.write_bytes(path.read_bytes())
+        partial = target.with_suffix(".partial")
+        partial.write_bytes(path.read_bytes())
+        partial.rename(target)
         self._record(path.name, "real", {"source": str(path)})
         return model
 
@@ -121,7 +123,9 @@ class WeightStore:
         checkpoint = CHECKPOINTS[model]
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         target = self.checkpoints / checkpoint.file_name
-        torch.save(checkpoint.build_standin().state_dict(), target)
+        partial = target.with_suffix(".partial")
+        torch.save(checkpoint.build_standin().state_dict(), partial)
+        partial.rename(target)  # atomic: torchvision never sees half a file
         self._record(checkpoint.file_name, "stand-in", {"seed": STANDIN_SEED})
 
     def _record(self, file_name: str, kind: str, extra: dict) -> None:

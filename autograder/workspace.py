@@ -41,14 +41,19 @@ class Workspace:
         return self.data_root / assignment.data_name
 
     def probes_dir(self, assignment: Assignment) -> Path:
-        return self.cache / "probes" / assignment.name
+        """Keyed by the code that makes the probes: a change of it makes new ones."""
+        digest = hashlib.sha256()
+        for source in (assignment.folder / "fixture_data.py", assignment.folder / "expected.py"):
+            digest.update(source.read_bytes() if source.exists() else b"-")
+        return self.cache / "probes" / f"{assignment.name}-{digest.hexdigest()[:12]}"
 
     # -- set-up -------------------------------------------------------------------------------
     def prepare(self, assignment: Assignment, *, build_data: bool = True) -> Path:
         """Weights, data, probes and reference values, each made only if missing; returns the
         folder of reference values."""
-        with self._lock(f"prepare-{assignment.name}"):
+        with self._lock("weights"):  # checkpoints are shared between assignments
             self.store.ensure(list(assignment.models))
+        with self._lock(f"prepare-{assignment.name}"):
             data = self.data_dir(assignment)
             if not data.exists():
                 if not build_data:

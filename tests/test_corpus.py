@@ -18,7 +18,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "tests" / "corpus"
-LIMITS = ["--cell-timeout", "20", "--timeout", "240"]
+# Generous limits: a loaded CI machine must not turn a slow cell into a timeout verdict.
+LIMITS = ["--cell-timeout", "60", "--timeout", "400"]
 
 
 def _expectations() -> list[tuple[str, str, dict]]:
@@ -38,19 +39,27 @@ def _task_points(assignment: str) -> dict[str, float]:
     return {task: 0.0 if spec.get("manual") else float(spec["points"]) for task, spec in config["tasks"].items()}
 
 
-@pytest.fixture(scope="session")
-def corpus_batches(tmp_path_factory) -> dict[str, Path]:
-    """Grade each assignment's corpus once, through the CLI."""
-    outputs = {}
-    for assignment in sorted({case[0] for case in CASES}):
-        out = tmp_path_factory.mktemp(f"corpus-{assignment}")
+class CorpusBatches(dict):
+    """assignment -> output folder of its corpus batch, graded once on first use, through the CLI."""
+
+    def __init__(self, tmp_path_factory):
+        super().__init__()
+        self.tmp_path_factory = tmp_path_factory
+
+    def __missing__(self, assignment: str) -> Path:
+        out = self.tmp_path_factory.mktemp(f"corpus-{assignment}")
         completed = subprocess.run(
             [sys.executable, "grade.py", "batch", str(CORPUS / assignment), "--assignment", assignment,
              "--out", str(out), "--workers", "2", "--quiet", *LIMITS],
             cwd=REPO, capture_output=True, text=True, timeout=3600)
         assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-        outputs[assignment] = out
-    return outputs
+        self[assignment] = out
+        return out
+
+
+@pytest.fixture(scope="session")
+def corpus_batches(tmp_path_factory) -> CorpusBatches:
+    return CorpusBatches(tmp_path_factory)
 
 
 def test_corpus_has_the_required_kinds():
@@ -86,18 +95,19 @@ def test_entry_gets_its_expected_verdicts(corpus_batches, assignment, entry, spe
         expected = 0.0 if task in failing else full
         if abs(scores.get(task, 0.0) - expected) > 1e-6:
             wrong[task] = (scores.get(task, 0.0), expected)
-    detail = "\n".join(f"{t['name']}: {t['status']} {t['output'][:300]}" for t in results["tests"])
+    detail = "\n".join(f"{t['name']}: {t.get('status', 'to mark')} {t['output'][:300]}" for t in results["tests"])
     assert not wrong, f"{entry}: (got, expected) {wrong}\n{results['output']}\n{detail}"
     if "message" in spec:
         assert spec["message"].lower() in results["output"].lower(), results["output"]
     assert (out / sid / "report.html").is_file()
 
 
-def test_gradebook_lists_every_entry(corpus_batches):
-    for assignment, out in corpus_batches.items():
-        frame = pd.read_csv(out / "grades.csv")
-        entries = {e for a, e, _s in CASES if a == assignment}
-        ids = {e.removesuffix(".ipynb").removesuffix(".py").removesuffix(".zip") for e in entries}
-        assert ids <= set(frame["id"]), sorted(ids - set(frame["id"]))
-        assert {"id", "total", "status"} <= set(frame.columns)
-        assert (out / "index.html").is_file()
+@pytest.mark.parametrize("assignment", sorted({case[0] for case in CASES}))
+def test_gradebook_lists_every_entry(corpus_batches, assignment):
+    out = corpus_batches[assignment]
+    frame = pd.read_csv(out / "grades.csv")
+    entries = {e for a, e, _s in CASES if a == assignment}
+    ids = {e.removesuffix(".ipynb").removesuffix(".py").removesuffix(".zip") for e in entries}
+    assert ids <= set(frame["id"]), sorted(ids - set(frame["id"]))
+    assert {"id", "total", "status"} <= set(frame.columns)
+    assert (out / "index.html").is_file()

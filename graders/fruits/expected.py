@@ -7,6 +7,7 @@ autograder/reference_cache.py.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -19,10 +20,16 @@ from reference import fruits as ref
 
 
 def build_probe_inputs(probes: Path) -> None:
-    """Grader-made network input: the handout's preprocessing of the transform probes."""
+    """Grader-made inputs, preprocessed here so that no harness transform runs in the student's
+    kernel (where a patched torch could break it): the network batch, and the unseen dataset."""
     files = sorted((probes / "transform").iterdir())
     batch = torch.stack([ref.transform(Image.open(f).convert("RGB")) for f in files])
     np.save(probes / "network_input.npy", batch.numpy(), allow_pickle=False)
+    probe_set = datasets.ImageFolder(str(probes / "extract_set"), transform=ref.transform)
+    images = torch.stack([image for image, _label in probe_set])
+    np.save(probes / "extract_input.npy", images.numpy(), allow_pickle=False)
+    samples = [[str(Path(path).relative_to(probes)), label] for path, label in probe_set.samples]
+    (probes / "extract_meta.json").write_text(json.dumps({"classes": probe_set.classes, "samples": samples}))
 
 
 def compute(ex, data_dir: Path, probes: Path) -> None:

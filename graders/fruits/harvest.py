@@ -7,18 +7,35 @@ failure costs only the checks that need it.
 """
 import copy
 import hashlib
+import json
 import os
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from torchvision import datasets, models, transforms
+from torchvision import models
 
-_STANDARD = transforms.Compose([  # the handout's preprocessing, for harness-made inputs
-    transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
-    transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
-])
+
+class _ProbeFolder(torch.utils.data.Dataset):
+    """ImageFolder-like (classes, class_to_idx, samples, targets) over images the grader already
+    preprocessed: no harness transform runs here, where the student may have patched torch."""
+
+    def __init__(self, probes):
+        self.images = torch.from_numpy(np.load(os.path.join(probes, "extract_input.npy")))
+        with open(os.path.join(probes, "extract_meta.json")) as handle:
+            meta = json.load(handle)
+        self.classes = list(meta["classes"])
+        self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+        self.samples = [(os.path.join(probes, path), int(label)) for path, label in meta["samples"]]
+        self.imgs = self.samples
+        self.targets = [label for _path, label in self.samples]
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, index):
+        return self.images[index].clone(), self.targets[index]
 
 
 def harvest(ns, ex, probes):
@@ -46,8 +63,7 @@ def harvest(ns, ex, probes):
 
     # F4: the student's extract() on another dataset (other images, another class count) and the
     # harness's own network, so an F3 mistake does not cost F4 too.
-    ex.value("extract:probe", lambda: get("extract")(
-        datasets.ImageFolder(os.path.join(probes, "extract_set"), transform=_STANDARD), _harness_network()))
+    ex.value("extract:probe", lambda: get("extract")(_ProbeFolder(probes), _harness_network()))
     # F4 globals, judged on the student's own upstream: the handout's extraction applied by the
     # harness to the student's datasets and network.
     for split in ("train", "test"):
@@ -67,7 +83,11 @@ def _describe_dataset(dataset):
                 digest = hashlib.sha256(handle.read()).hexdigest()
             rows.append([os.path.basename(os.path.dirname(path)), os.path.basename(path), int(label), digest])
         summary["samples"] = rows
-    summary["labels"] = [int(dataset[i][1]) for i in range(min(len(dataset), 1000))]
+    targets = getattr(dataset, "targets", None)
+    if targets is not None:  # ImageFolder keeps them: no need to run the student's transform
+        summary["labels"] = [int(t) for t in list(targets)[:1000]]
+    else:
+        summary["labels"] = [int(dataset[i][1]) for i in range(min(len(dataset), 1000))]
     return summary
 
 
