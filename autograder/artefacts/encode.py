@@ -134,6 +134,10 @@ def _describe(error):
     """The exception's last line and the last frame of the student's code that raised it."""
     lines = _traceback.format_exception_only(type(error), error)
     frames = [f for f in _traceback.extract_tb(error.__traceback__)]
+    # Point at the student's own code (a notebook cell or their module), not at torch's internals.
+    own = [f for f in frames if "ipykernel_" in f.filename or f.filename.startswith("<ipython")
+           or ("/lib/python3" not in f.filename and not f.filename.startswith("<autograder"))]
+    frames = own or frames
     where = ""
     if frames:
         frame = frames[-1]
