@@ -24,10 +24,11 @@ STANDIN_SEED = 20261123
 class Checkpoint:
     model: str            # torchvision.models builder name
     weights: str          # enum name, e.g. "ResNet18_Weights.IMAGENET1K_V1"
+    file_name: str        # basename of the enum's URL: what torchvision looks up (a test checks it)
     builder_kwargs: tuple = ()
 
-    @property
-    def file_name(self) -> str:
+    def url_file_name(self) -> str:
+        """The name torchvision itself derives (imports torchvision: tests only, not start-up)."""
         return Path(self._enum().url).name
 
     def _enum(self):
@@ -43,11 +44,12 @@ class Checkpoint:
 
 
 CHECKPOINTS = {
-    "resnet18": Checkpoint("resnet18", "ResNet18_Weights.IMAGENET1K_V1"),
-    "vgg16": Checkpoint("vgg16", "VGG16_Weights.IMAGENET1K_V1"),
-    "alexnet": Checkpoint("alexnet", "AlexNet_Weights.IMAGENET1K_V1"),
+    "resnet18": Checkpoint("resnet18", "ResNet18_Weights.IMAGENET1K_V1", "resnet18-f37072fd.pth"),
+    "vgg16": Checkpoint("vgg16", "VGG16_Weights.IMAGENET1K_V1", "vgg16-397923af.pth"),
+    "alexnet": Checkpoint("alexnet", "AlexNet_Weights.IMAGENET1K_V1", "alexnet-owt-7be5be79.pth"),
     # strict loading needs the AuxLogits keys; init_weights=False keeps the stand-in fast.
     "inception_v3": Checkpoint("inception_v3", "Inception_V3_Weights.IMAGENET1K_V1",
+                               "inception_v3_google-0cc3c7bd.pth",
                                (("aux_logits", True), ("init_weights", False))),
 }
 

@@ -125,3 +125,9 @@ def test_add_real_takes_a_matching_checkpoint_and_the_manifest_says_real(store, 
     assert real_store.describe(["resnet18"])[0]["kind"] == "real"
     assert real_store.ensure(["resnet18"]) == []  # a real checkpoint is never replaced by a stand-in
     assert real_store.fingerprint(["resnet18"]) != store.fingerprint(["resnet18"])
+
+
+def test_checkpoint_file_names_are_those_torchvision_looks_up():
+    from autograder.weights import CHECKPOINTS
+    for checkpoint in CHECKPOINTS.values():
+        assert checkpoint.file_name == checkpoint.url_file_name()
