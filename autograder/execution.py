@@ -51,6 +51,7 @@ class RunRecord:
     harvest_error: str = ""
     defences: dict = field(default_factory=dict)
     seconds: float = 0.0
+    peak_memory_mib: float | None = None   # the kernel's process tree, from its cgroup
     export_problems: list[str] = field(default_factory=list)
 
     @property
@@ -158,6 +159,8 @@ class SubmissionRunner:
             record.defences = sandbox.defences.to_dict()
             execution = _Execution(notebook, sandbox, self.limits, record)
             execution.run(probes, harvest_source)
+            peak = sandbox.peak_memory_bytes()
+            record.peak_memory_mib = round(peak / 2**20, 1) if peak else None
             record.export_problems = copy_out(sandbox.export_dir, export_to)
         record.seconds = round(time.monotonic() - started, 2)
         return record, execution.executed

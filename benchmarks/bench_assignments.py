@@ -3,11 +3,12 @@
     .venv/bin/python benchmarks/bench_assignments.py [ASSIGNMENT ...]
 
 Each grading is a separate `grade.py check` process (reference values already cached by
-`grade.py setup`), so its peak resident memory, taken from wait4() over the whole process tree
-(the grader, its sandboxed kernel and everything they started), is that submission's alone.
+`grade.py setup`). Peak memory is given twice: the grader process (wait4's maximum resident set)
+and the student's kernel with everything it started (its cgroup's peak, as run.json records it).
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -29,7 +30,7 @@ def correct_example(name: str) -> Path:
     raise FileNotFoundError(f"no correct example in {folder}")
 
 
-def grade_once(name: str, entry: Path) -> tuple[float, float, str]:
+def grade_once(name: str, entry: Path) -> tuple[float, float, float | None, str]:
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
         process = subprocess.Popen([sys.executable, "grade.py", "check", str(entry), "--assignment", name,
@@ -38,8 +39,9 @@ def grade_once(name: str, entry: Path) -> tuple[float, float, str]:
         output = process.stdout.read()
         _pid, _status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - started
+        run = json.loads(next(Path(out).glob("*/run.json")).read_text())
     total = next((line for line in output.splitlines() if line.startswith("total")), "total ?")
-    return seconds, usage.ru_maxrss / 1024, " ".join(total.split()[1:])
+    return seconds, usage.ru_maxrss / 1024, run.get("peak_memory_mib"), " ".join(total.split()[1:])
 
 
 def main() -> None:
@@ -47,11 +49,12 @@ def main() -> None:
     subprocess.run([sys.executable, "grade.py", "setup"] + [a for n in names for a in ("-a", n)], cwd=REPO,
                    check=True, stdout=subprocess.DEVNULL)
     print(f"machine: {os.cpu_count()} cores; `grade.py check` of each bundled correct example, reference cached")
-    print(f"{'assignment':<12} {'example':<26} {'wall s':>7} {'peak MiB':>9}  score")
+    print(f"{'assignment':<12} {'example':<22} {'wall s':>7} {'grader MiB':>11} {'kernel MiB':>11}  score")
     for name in names:
         entry = correct_example(name)
-        seconds, peak, score = grade_once(name, entry)
-        print(f"{name:<12} {entry.name:<26} {seconds:7.1f} {peak:9.0f}  {score}")
+        seconds, grader_peak, kernel_peak, score = grade_once(name, entry)
+        kernel = f"{kernel_peak:11.0f}" if kernel_peak else f"{'n/a':>11}"
+        print(f"{name:<12} {entry.name:<22} {seconds:7.1f} {grader_peak:11.0f} {kernel}  {score}")
 
 
 if __name__ == "__main__":

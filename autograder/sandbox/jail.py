@@ -253,6 +253,16 @@ class Sandbox:
                     continue
         return False
 
+    def peak_memory_bytes(self) -> int | None:
+        """The most memory the run's process tree held at once (cgroup accounting), if known."""
+        for group in self._cgroups:
+            for name in ("memory.max_usage_in_bytes", "memory.peak"):
+                try:
+                    return int((group / name).read_text().split()[0])
+                except (OSError, ValueError, IndexError):
+                    continue
+        return None
+
     def kill_all(self, process: subprocess.Popen | None = None) -> None:
         """Kill every process of the run: the launched tree, its session, and its cgroups."""
         if process is not None and process.poll() is None:
