@@ -53,6 +53,7 @@ class RunRecord:
     seconds: float = 0.0
     peak_memory_mib: float | None = None   # the kernel's process tree, from its cgroup
     export_problems: list[str] = field(default_factory=list)
+    harvest_seconds: float = 0.0
 
     @property
     def image_outputs(self) -> int:
@@ -167,46 +168,88 @@ class SubmissionRunner:
 
 
 class _Execution:
-    """One kernel's life: start, run cells under the deadline, harvest, stop."""
+    """The student-code side of one grade: kernels started, cells run under deadlines, harvest.
+
+    Usually one kernel runs every cell and then the harvest. When a cell kills the kernel (a
+    segfault, the memory limit, `os._exit`) or cannot be interrupted, the work before it would be
+    lost with the kernel's state; so the notebook is run again in a fresh kernel without that cell
+    (at most MAX_KERNELS kernels), and the harvest collects what that run defined. Every kernel
+    shares one deadline: a replay never makes a submission take longer than its limit.
+    """
+
+    MAX_KERNELS = 3
 
     def __init__(self, notebook, sandbox: Sandbox, limits: Limits, record: RunRecord):
         self.sandbox, self.limits, self.record = sandbox, limits, record
-        self.executed = nbformat.from_dict(json.loads(json.dumps(notebook)))
-        from_module = notebook.get("metadata", {}).get("autograder", {}).get("source") == "module"
-        self.km = SandboxKernelManager(sandbox, from_module=from_module)
-        self.client = CappedNotebookClient(
-            self.executed, km=self.km, timeout=int(limits.cell_timeout_s), allow_errors=True,
-            interrupt_on_timeout=True, record_timing=False, startup_timeout=120,
-            error_on_timeout={"ename": TIMEOUT_ENAME, "evalue": "cell time limit", "traceback": []},
-            resources={"metadata": {"path": str(sandbox.work)}}, shutdown_kernel="immediate",
-            max_output_bytes=limits.max_output_bytes, iopub_timeout=10)
-        self.deadline = time.monotonic() + limits.total_timeout_s
+        self.notebook = notebook
+        self.from_module = notebook.get("metadata", {}).get("autograder", {}).get("source") == "module"
+        now = time.monotonic()
+        self.deadline = now + limits.total_timeout_s
+        # The student's cells stop early enough to leave the harvest its time.
+        self.cells_deadline = self.deadline - min(HARVEST_TIMEOUT_S, 0.25 * limits.total_timeout_s)
         self.deadline_hit = threading.Event()
+        self.fatal: dict[int, CellRecord] = {}    # cells that killed a kernel, skipped in replays
+        self.km = None
+        self.executed = None
 
+    # -- the whole run ---------------------------------------------------------------------------
     def run(self, probes: Path | None, harvest_source: str) -> None:
         watchdog = threading.Timer(self.limits.total_timeout_s, self._on_deadline)
         watchdog.daemon = True
         watchdog.start()
         try:
-            with self.client.setup_kernel():
-                alive = self._run_cells()
-                if alive and not self.deadline_hit.is_set():
-                    self._harvest(probes, harvest_source)
-        except DeadKernelError:
-            self._note_death(self._next_cell_index())
-        except RuntimeError as error:  # kernel failed to start, or died while starting
-            self.record.outcome = "not started"
-            self.record.message = f"The kernel could not be started: {str(error)[:300]}"
+            for _kernel in range(self.MAX_KERNELS):
+                fatal = self._run_kernel(probes, harvest_source)
+                if fatal is None or not self._worth_a_replay():
+                    break
+                self.fatal[fatal.index] = fatal
         finally:
             watchdog.cancel()
-            self.sandbox.kill_all(self.km.process)
         if self.deadline_hit.is_set():
             self.record.outcome = "timeout"
             self.record.message = (f"The submission ran past its time limit of {self.limits.total_timeout_s:.0f} s "
                                    "and was stopped; values not collected by then were not graded.")
+        elif self.fatal and self.record.harvest_status == "ok":
+            skipped = ", ".join(str(i + 1) for i in sorted(self.fatal))
+            self.record.message += (f" The notebook was run again in a fresh kernel without cell {skipped}; "
+                                    "what that run computed was graded.")
+
+    def _worth_a_replay(self) -> bool:
+        """A replay needs time left for the cells before the fatal one, roughly."""
+        spent = sum(c.seconds for c in self.record.cells if c.status == "ok")
+        return not self.deadline_hit.is_set() and time.monotonic() + spent + 10 < self.cells_deadline
+
+    # -- one kernel ------------------------------------------------------------------------------
+    def _run_kernel(self, probes: Path | None, harvest_source: str) -> CellRecord | None:
+        """Start a kernel, run the cells (skipping known fatal ones), harvest; the fatal cell if any."""
+        self.record.cells = []
+        self.record.harvest_status, self.record.harvest_error = "not run", ""
+        self.executed = nbformat.from_dict(json.loads(json.dumps(self.notebook)))
+        self.km = SandboxKernelManager(self.sandbox, from_module=self.from_module)
+        self.client = CappedNotebookClient(
+            self.executed, km=self.km, timeout=int(self.limits.cell_timeout_s), allow_errors=True,
+            interrupt_on_timeout=True, record_timing=False, startup_timeout=120,
+            error_on_timeout={"ename": TIMEOUT_ENAME, "evalue": "cell time limit", "traceback": []},
+            resources={"metadata": {"path": str(self.sandbox.work)}}, shutdown_kernel="immediate",
+            max_output_bytes=self.limits.max_output_bytes, iopub_timeout=10)
+        self.oom_kills_before = self.sandbox.oom_kill_count()
+        fatal = None
+        try:
+            with self.client.setup_kernel():
+                fatal = self._run_cells()
+                if fatal is None and not self.deadline_hit.is_set():
+                    self._harvest(probes, harvest_source)
+        except DeadKernelError:
+            fatal = self._note_death(self._next_cell_index())
+        except RuntimeError as error:  # kernel failed to start, or died while starting
+            self.record.outcome = "not started"
+            self.record.message = f"The kernel could not be started: {str(error)[:300]}"
+        finally:
+            self.sandbox.kill_all(self.km.process)
         for index in range(self._next_cell_index(), len(self.executed.cells)):
             if self.executed.cells[index].cell_type == "code":
                 self.record.cells.append(CellRecord(index, "not run", _head(self.executed.cells[index].source)))
+        return fatal
 
     def _next_cell_index(self) -> int:
         """The notebook index after the last recorded cell (markdown cells have no record)."""
@@ -214,23 +257,29 @@ class _Execution:
 
     def _on_deadline(self) -> None:
         self.deadline_hit.set()
-        self.sandbox.kill_all(self.km.process)
+        if self.km is not None:
+            self.sandbox.kill_all(self.km.process)
 
-    def _run_cells(self) -> bool:
-        """Execute every code cell; False when the kernel is gone."""
+    def _run_cells(self) -> CellRecord | None:
+        """Execute every code cell; returns the record of a cell that ended the kernel, if one did."""
         for index, cell in enumerate(self.executed.cells):
             if cell.cell_type != "code":
                 continue
+            if index in self.fatal:
+                self._skip(index, cell)
+                continue
             if self.deadline_hit.is_set():
-                return False
-            self.client.timeout = max(1, int(min(self.limits.cell_timeout_s, self.deadline - time.monotonic())))
+                return None
+            if time.monotonic() >= self.cells_deadline - 1:
+                self._stop_early(index)
+                return None
+            self.client.timeout = max(1, int(min(self.limits.cell_timeout_s, self.cells_deadline - time.monotonic())))
             started = time.monotonic()
             self.client.timed_out = False
             try:
                 self.client.execute_cell(cell, index)
             except DeadKernelError:
-                self._note_death(index, started)
-                return False
+                return self._note_death(index, started)
             except CellControlSignal:
                 pass
             self.record.cells.append(self._cell_record(index, cell, time.monotonic() - started))
@@ -239,8 +288,24 @@ class _Execution:
                 self.record.outcome = "timeout"
                 self.record.message = (f"Cell {index + 1} ran past the per-cell limit of "
                                        f"{self.limits.cell_timeout_s:.0f} s and could not be interrupted.")
-                return False
-        return True
+                return self.record.cells[-1]
+        return None
+
+    def _skip(self, index: int, cell) -> None:
+        """A cell that ended an earlier kernel: keep its first record, do not run it again."""
+        first = self.fatal[index]
+        self.record.cells.append(first)
+        cell.outputs = [nbformat.v4.new_output(
+            "stream", name="stderr",
+            text=f"[autograder: this cell ended the kernel ({first.error or first.status}); "
+                 "it was skipped when the notebook was run again]\n")]
+
+    def _stop_early(self, index: int) -> None:
+        """Out of time for cells: leave the rest unrun, keep the kernel for the harvest."""
+        self.record.outcome = "timeout"
+        self.record.message = (f"The submission's cells used up its time limit of "
+                               f"{self.limits.total_timeout_s:.0f} s; cells from cell {index + 1} on were not "
+                               "run, and the values defined by then were graded.")
 
     def _kernel_recovered(self) -> bool:
         """After an interrupt, is the kernel idle again? (a loop may swallow KeyboardInterrupt)"""
@@ -270,29 +335,34 @@ class _Execution:
                     record.traceback_tail = _strip_ansi("\n".join(output.get("traceback", [])[-3:]))[-1500:]
         return record
 
-    def _note_death(self, index: int, started: float | None = None) -> None:
+    def _note_death(self, index: int, started: float | None = None) -> CellRecord | None:
         if self.deadline_hit.is_set():
-            return
+            return None
         seconds = round(time.monotonic() - started, 2) if started else 0.0
         cell_source = self.executed.cells[index].source if index < len(self.executed.cells) else ""
-        self.record.cells.append(CellRecord(index, "died", _head(cell_source), seconds=seconds))
+        record = CellRecord(index, "died", _head(cell_source), seconds=seconds)
+        self.record.cells.append(record)
         process = self.km.process
         code = process.poll() if process is not None else None
-        if self.sandbox.memory_limit_hit():
-            self.record.outcome = "memory"
+        if self.sandbox.oom_kill_count() > self.oom_kills_before:
+            outcome = "memory"
             cause = f"it went over the memory limit of {self.limits.memory_bytes / 2**30:.1f} GiB"
         else:
-            self.record.outcome = "died"
-            cause = _exit_cause(code)
-        self.record.message = f"The kernel died in cell {index + 1}: {cause}. Later cells were not run."
+            outcome, cause = "died", _exit_cause(code)
+        record.error = cause
+        if not self.fatal:   # the report tells the first death; replays add to its message
+            self.record.outcome = outcome
+            self.record.message = f"The kernel died in cell {index + 1}: {cause}."
+        return record if index < len(self.executed.cells) else None
 
     def _harvest(self, probes: Path | None, harvest_source: str) -> None:
-        if probes is not None:
+        if probes is not None and not self.sandbox.probe_dir.exists():
             self.sandbox.add_probes(probes)
         code = harvest_cell_code(harvest_source, self.sandbox.export_dir, self.sandbox.probe_dir)
         cell = nbformat.v4.new_code_cell(code)
         self.executed.cells.append(cell)
         self.client.timeout = max(1, int(min(HARVEST_TIMEOUT_S, self.deadline - time.monotonic())))
+        started = time.monotonic()
         try:
             self.client.execute_cell(cell, len(self.executed.cells) - 1, store_history=False)
             errors = [o for o in cell.outputs if o.get("output_type") == "error"]
@@ -304,15 +374,18 @@ class _Execution:
         except DeadKernelError:
             self.record.harvest_status = "failed"
             self.record.harvest_error = "the kernel died while the grader collected the values"
-            if self.sandbox.memory_limit_hit():
+            if self.sandbox.oom_kill_count() > self.oom_kills_before:
                 self.record.harvest_error += " (memory limit)"
         finally:
+            self.record.harvest_seconds = round(time.monotonic() - started, 2)
             self.executed.cells.pop()
 
 
 def harvest_cell_code(harvest_source: str, export_dir: Path, probe_dir: Path) -> str:
     """The code run after the student's cells, in its own namespace so no student name is touched."""
     return (
+        # The memory the student's cells could not use (RLIMIT_DATA's hard limit) is the harvest's.
+        "import resource as _r; _r.setrlimit(_r.RLIMIT_DATA, (_r.getrlimit(_r.RLIMIT_DATA)[1],) * 2); del _r\n"
         "def _autograder_harvest():\n"
         "    namespace = dict(globals())\n"
         "    module = {'__name__': '_autograder_harvest'}\n"

@@ -37,6 +37,7 @@ HARVEST = "def harvest(ns, ex, probes):\n    ex.write()\n"
 MAX_PROCESSES = 64
 CELL_TIMEOUT_S = 5
 DEADLINE_S = 8        # kernel start-up (a second or two) counts against it
+DISK_MIB = 64         # the probe sandbox's own tmpfs
 
 PRELUDE = """\
 import json, os, socket, sys
@@ -189,11 +190,24 @@ def probe(tmp_path_factory, repo):
                 stopped = f"{type(error).__name__}: {error}"
             report("forks", [made, stopped])
             """),
+        ("disk_bomb", f"""\
+            written, stopped = 0, None
+            try:
+                for i in range({DISK_MIB * 4}):
+                    with open(f"filler{{i}}.bin", "wb") as f:
+                        f.write(bytes(2**20))
+                    written += 1
+            except OSError as error:
+                stopped = f"{{type(error).__name__}}: {{error}}"
+            for i in range(written):
+                os.remove(f"filler{{i}}.bin")
+            report("disk", [written, stopped])
+            """),
         ("suicide", "os.kill(os.getpid(), 9)"),
         ("never", "report('never', True)"),
     ]
-    limits = Limits(cell_timeout_s=CELL_TIMEOUT_S, total_timeout_s=60, memory_bytes=1 * GiB,
-                    max_processes=MAX_PROCESSES, cpu_seconds=60)
+    limits = Limits(cell_timeout_s=CELL_TIMEOUT_S, total_timeout_s=90, memory_bytes=1 * GiB,
+                    max_processes=MAX_PROCESSES, cpu_seconds=90, max_disk_bytes=DISK_MIB * 2**20)
     name = f"probe{secrets.token_hex(3)}"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(marker_name, secret)
@@ -339,15 +353,24 @@ def test_sandbox_folder_and_cgroups_are_removed(probe):
 
 
 @needs_bwrap
-def test_kernel_that_kills_itself_is_reported_as_died(probe):
+def test_kernel_that_kills_itself_is_reported_and_the_rest_is_run_again_without_it(probe):
     run = probe.run
     index = run.cell_of["suicide"]
     assert run.record.outcome == "died"
-    assert run.record.message == (f"The kernel died in cell {index + 1}: killed (SIGKILL). "
-                                  "Later cells were not run.")
+    assert run.record.message.startswith(f"The kernel died in cell {index + 1}: killed (SIGKILL).")
+    assert f"run again in a fresh kernel without cell {index + 1}" in run.record.message
     assert run.cell("suicide").status == "died"
-    assert run.cell("never").status == "not run" and "never" not in run.reports
-    assert run.record.harvest_status == "not run"
+    # The replay skipped the fatal cell and ran the rest; the harvest then collected.
+    assert run.reports.get("never") is True and run.cell("never").status == "ok"
+    assert run.record.harvest_status == "ok"
+    assert "skipped when the notebook was run again" in run.executed.cells[index].outputs[0]["text"]
+
+
+@needs_bwrap
+def test_disk_bomb_fills_only_the_sandbox_folder_s_own_tmpfs(probe):
+    written, stopped = probe.run.reports["disk"]
+    assert written < DISK_MIB and stopped and "No space left on device" in stopped
+    assert any("own tmpfs" in line for line in probe.run.record.defences["active"])
 
 
 # -- the deadline run ---------------------------------------------------------------------------------------

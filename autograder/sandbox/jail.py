@@ -16,6 +16,8 @@ Defences, strongest first, each used where the machine allows it and recorded ot
   write the weight store, the reference or the grader's output).
 - cgroups (v1 or v2): memory and pids limits on the whole process tree, and a list of every
   process to kill at the end.
+- a tmpfs of its own for the sandbox folder (root only): the student's files together cannot
+  outgrow it, its pages count against the cgroup's memory limit, and unmounting it removes them.
 - rlimits (always): CPU time, data segment, processes, file size, open files.
 """
 from __future__ import annotations
@@ -35,6 +37,7 @@ from .limits import Defences, Limits
 
 LAUNCHER = Path(__file__).with_name("launch.py")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+HARVEST_MEMORY_HEADROOM = 1.2   # RLIMIT_DATA's hard limit over the soft one (see wrap())
 
 
 @functools.lru_cache(maxsize=None)
@@ -82,6 +85,8 @@ class Sandbox:
         self._cgroups: list[Path] = []
         self._cgroup_kind = _cgroup_layout() if isolation != "none" else None
         self._data_mounts: list[tuple[Path, Path]] = []
+        self._tmpfs = False
+        self._isolation = isolation
 
     @property
     def runs_as_private_uid(self) -> bool:
@@ -89,6 +94,8 @@ class Sandbox:
 
     # -- building ----------------------------------------------------------------------------
     def __enter__(self) -> "Sandbox":
+        self.root.mkdir(parents=True)
+        self._mount_tmpfs()
         for folder in (self.work, self.runtime, self.export_dir):
             folder.mkdir(parents=True)
         self._make_cgroups()
@@ -159,6 +166,10 @@ class Sandbox:
         spec = {"rlimits": {
             "cpu_seconds": self.limits.cpu_seconds,
             "memory_bytes": self.limits.memory_bytes,
+            # The hard limit sits higher: the harvest raises its soft limit to it, so a submission
+            # that keeps its whole allowance (a memory bomb it holds on to) cannot starve the
+            # grader's own work in the kernel. The cgroup (1.25x) is above both.
+            "memory_hard_bytes": int(self.limits.memory_bytes * HARVEST_MEMORY_HEADROOM),
             "max_processes": self.limits.max_processes if self.runs_as_private_uid else None,
             "max_file_bytes": self.limits.max_file_bytes,
             "max_open_files": self.limits.max_open_files,
@@ -194,7 +205,24 @@ class Sandbox:
         args += ["--chdir", str(self.work)]
         return args
 
-    # -- cgroups and clean-up -----------------------------------------------------------------
+    # -- the folder's own filesystem, cgroups and clean-up ------------------------------------
+    def _mount_tmpfs(self) -> None:
+        """Put the sandbox folder on a size-limited tmpfs, so a disk bomb fills only that."""
+        if self._isolation == "none" or os.geteuid() != 0 or not shutil.which("mount"):
+            return
+        size = self.limits.max_disk_bytes
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755,nosuid,nodev",
+                               "autograder-sandbox", str(self.root)], capture_output=True, text=True)
+        self._tmpfs = done.returncode == 0
+        if not self._tmpfs:
+            self.defences.lack("own size-limited folder (tmpfs)", done.stderr.strip()[:120] or "mount failed")
+
+    def _unmount_tmpfs(self) -> None:
+        if self._tmpfs:
+            # Lazy: a process that escaped kill_all cannot keep the mount (or the memory) alive.
+            subprocess.run(["umount", "-l", str(self.root)], capture_output=True)
+            self._tmpfs = False
+
     def _make_cgroups(self) -> None:
         name = f"autograder-{self.root.name}"
         try:
@@ -235,23 +263,26 @@ class Sandbox:
             why = "not root" if os.geteuid() != 0 else "bubblewrap missing or not permitted"
             d.lack("bubblewrap (filesystem, network and pid isolation)", why)
             d.lack("process-count limit", "needs a private uid")
+        if self._tmpfs:
+            d.have(f"sandbox folder on its own tmpfs of {self.limits.max_disk_bytes / 2**30:.1f} GiB "
+                   "(all files together; counts as memory)")
         if self._cgroups:
             d.have(f"cgroup {self._cgroup_kind}: memory and pids limits on the whole process tree")
         elif not any(m.startswith("cgroups") for m in d.missing):
             d.lack("cgroups", "not writable here")
 
-    def memory_limit_hit(self) -> bool:
-        """Whether the cgroup's OOM killer fired (the kernel died of memory, not of a bug)."""
+    def oom_kill_count(self) -> int:
+        """How many processes the cgroup's OOM killer has killed so far (0 without cgroups)."""
         for group in self._cgroups:
-            for name in ("memory.oom_control", "memory.events"):
+            for name in ("memory.events", "memory.oom_control"):
                 try:
                     for line in (group / name).read_text().splitlines():
                         key, _, value = line.partition(" ")
-                        if key == "oom_kill" and int(value) > 0:
-                            return True
+                        if key == "oom_kill":
+                            return int(value)
                 except (OSError, ValueError):
                     continue
-        return False
+        return 0
 
     def peak_memory_bytes(self) -> int | None:
         """The most memory the run's process tree held at once (cgroup accounting), if known."""
@@ -305,6 +336,7 @@ class Sandbox:
     def __exit__(self, *exc) -> None:
         self.kill_all()
         self._remove_cgroups()
+        self._unmount_tmpfs()
         shutil.rmtree(self.root, ignore_errors=True)
 
 

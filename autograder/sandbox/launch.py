@@ -25,14 +25,16 @@ def apply(spec: dict) -> None:
     for cgroup_dir in spec.get("cgroups", []):
         with open(os.path.join(cgroup_dir, "cgroup.procs"), "w") as procs:
             procs.write(str(os.getpid()))
+    rlimits = spec.get("rlimits", {})
     for name, which in _RLIMITS.items():
-        value = spec.get("rlimits", {}).get(name)
+        value = rlimits.get(name)
         if value is not None:
             value = int(value)
+            ceiling = int(rlimits.get("memory_hard_bytes") or value) if name == "memory_bytes" else value
             _soft, hard = resource.getrlimit(which)
             if hard != resource.RLIM_INFINITY:
-                value = min(value, hard)
-            resource.setrlimit(which, (value, value))
+                value, ceiling = min(value, hard), min(ceiling, hard)
+            resource.setrlimit(which, (value, max(value, ceiling)))
     # No core dumps of student processes in the sandbox folder.
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     try:

@@ -19,6 +19,7 @@ class Limits:
     memory_bytes: int = 4 * GiB
     max_processes: int = 128             # pids cgroup and RLIMIT_NPROC (threads count too)
     max_file_bytes: int = 512 * MiB      # RLIMIT_FSIZE: the largest file the student may write
+    max_disk_bytes: int = 1 * GiB        # the sandbox folder's own tmpfs: all files together
     max_open_files: int = 1024
     max_output_bytes: int = 2 * MiB      # cell outputs kept for the report, per submission
     threads: int = 1                     # OMP/torch threads inside the kernel
