@@ -54,6 +54,7 @@ class RunRecord:
     peak_memory_mib: float | None = None   # the kernel's process tree, from its cgroup
     export_problems: list[str] = field(default_factory=list)
     harvest_seconds: float = 0.0
+    kernel_start_seconds: float = 0.0       # starting the jailed kernel(s), replays included
 
     @property
     def image_outputs(self) -> int:
@@ -235,7 +236,9 @@ class _Execution:
         self.oom_kills_before = self.sandbox.oom_kill_count()
         fatal = None
         try:
+            starting = time.monotonic()
             with self.client.setup_kernel():
+                self.record.kernel_start_seconds += round(time.monotonic() - starting, 2)
                 fatal = self._run_cells()
                 if fatal is None and not self.deadline_hit.is_set():
                     self._harvest(probes, harvest_source)
