@@ -17,6 +17,7 @@ import re
 import secrets
 import shutil
 import socket
+import tempfile
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -371,6 +372,76 @@ def test_disk_bomb_fills_only_the_sandbox_folder_s_own_tmpfs(probe):
     written, stopped = probe.run.reports["disk"]
     assert written < DISK_MIB and stopped and "No space left on device" in stopped
     assert any("own tmpfs" in line for line in probe.run.record.defences["active"])
+
+
+# -- a private uid without bubblewrap (a container that allows no namespaces) ---------------------------------
+@pytest.fixture(scope="module")
+def uid_only(tmp_path_factory):
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("a private uid needs root and setpriv")
+    # Without bubblewrap the private uid sees the real tree: its folders must be reachable by
+    # others, which pytest's own 0700 tmp folder is not.
+    tmp = Path(tempfile.mkdtemp(prefix="autograder-uid-only-"))
+    os.chmod(tmp, 0o755)
+    outside = tmp / "outside"
+    outside.mkdir()
+    marker = f"598.{secrets.randbelow(10**8):08d}"
+    cells = [
+        ("prelude", PRELUDE),
+        ("write", f"attempt('write_outside', lambda: open({str(outside / 'x.txt')!r}, 'w').write('x'))"),
+        ("daemon", f"""\
+            import subprocess
+            subprocess.Popen(["sleep", "{marker}"], start_new_session=True)
+            if os.fork() == 0:
+                os.setsid()
+                if os.fork() == 0:
+                    os.execvp("sleep", ["sleep", "{marker}"])
+                os._exit(0)
+            """),
+    ]
+    limits = Limits(cell_timeout_s=CELL_TIMEOUT_S, total_timeout_s=60, memory_bytes=1 * GiB,
+                    max_processes=MAX_PROCESSES)
+    store = tmp / "store"
+    store.mkdir()
+    os.chmod(store, 0o755)
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(textwrap.dedent(s)) for _, s in cells])
+    runner = SubmissionRunner(limits=limits, weight_store=store, sandbox_base=tmp / "sandboxes", isolation="uid")
+    record, executed = runner.run(notebook, name="uidonly", files=[], files_base=tmp, data={}, probes=None,
+                                  harvest_source=HARVEST, export_to=tmp / "export")
+    reports = {}
+    for cell in executed.cells:
+        for output in cell.get("outputs", []):
+            for line in output.get("text", "").splitlines() if output.get("output_type") == "stream" else []:
+                if line.startswith("@@"):
+                    reports.update(json.loads(line[2:]))
+    leftovers = [p.parent.name for p in Path("/proc").glob("[0-9]*/cmdline")
+                 if _read(p).find(marker.encode()) >= 0]
+    yield SimpleNamespace(record=record, reports=reports, outside=outside, leftovers=leftovers)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
+def test_without_bubblewrap_the_kernel_still_runs_as_a_private_uid(uid_only):
+    uid = uid_only.reports["ids"][0]
+    assert uid >= 100000 and uid_only.reports["ids"] == [uid] * 4
+    assert any(f"private unprivileged uid {uid}" in line for line in uid_only.record.defences["active"])
+    assert any(line.startswith("bubblewrap") and "not asked for" in line for line in uid_only.record.defences["missing"])
+
+
+def test_without_bubblewrap_the_private_uid_cannot_write_the_grader_s_folders(uid_only):
+    assert uid_only.reports["write_outside"].startswith("PermissionError")
+    assert list(uid_only.outside.iterdir()) == []
+
+
+def test_without_bubblewrap_every_process_of_the_private_uid_is_killed(uid_only):
+    assert uid_only.record.harvest_status == "ok"
+    assert uid_only.leftovers == []
 
 
 # -- the deadline run ---------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from .limits import Defences, Limits
 
 LAUNCHER = Path(__file__).with_name("launch.py")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+ISOLATION_LEVELS = ("auto", "bwrap", "uid", "none")   # see Sandbox.__init__ and the README
 HARVEST_MEMORY_HEADROOM = 1.2   # RLIMIT_DATA's hard limit over the soft one (see wrap())
 
 
@@ -79,9 +80,14 @@ class Sandbox:
         self.kernel_log = self.root / "kernel.log"
         self.defences = Defences()
         self.uid = 100000 + secrets.randbelow(60000)
+        if isolation not in ISOLATION_LEVELS:
+            raise ValueError(f"isolation must be one of {', '.join(ISOLATION_LEVELS)}, not {isolation!r}")
         self._use_bwrap = isolation in ("auto", "bwrap") and bubblewrap_works()
         if isolation == "bwrap" and not self._use_bwrap:
             raise RuntimeError("bubblewrap isolation was required but does not work here")
+        # A private uid needs root and setpriv, not bubblewrap: where namespaces are not allowed (a
+        # container), the student's code still runs as nobody in particular, under RLIMIT_NPROC.
+        self._private_uid = isolation != "none" and os.geteuid() == 0 and shutil.which("setpriv") is not None
         self._cgroups: list[Path] = []
         self._cgroup_kind = _cgroup_layout() if isolation != "none" else None
         self._data_mounts: list[tuple[Path, Path]] = []
@@ -90,11 +96,15 @@ class Sandbox:
 
     @property
     def runs_as_private_uid(self) -> bool:
-        return self._use_bwrap and shutil.which("setpriv") is not None
+        return self._private_uid
 
     # -- building ----------------------------------------------------------------------------
     def __enter__(self) -> "Sandbox":
         self.root.mkdir(parents=True)
+        if self._private_uid and not self._use_bwrap and not _searchable_by_others(self.root.parent):
+            # Without bubblewrap's own view of the tree the private uid must reach the folder itself.
+            self._private_uid = False
+            self.defences.lack("private uid", f"{self.root.parent} is not reachable by other users")
         self._mount_tmpfs()
         for folder in (self.work, self.runtime, self.export_dir):
             folder.mkdir(parents=True)
@@ -157,11 +167,10 @@ class Sandbox:
     def wrap(self, command: list[str]) -> list[str]:
         """Return `command` wrapped in the launcher (limits), bubblewrap and setpriv."""
         inner = list(command)
+        if self._private_uid:
+            inner = [shutil.which("setpriv"), f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
+                     "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--", *inner]
         if self._use_bwrap:
-            setpriv = shutil.which("setpriv")
-            if setpriv:
-                inner = [setpriv, f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
-                         "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--", *inner]
             inner = [*self._bwrap_args(), "--", *inner]
         spec = {"rlimits": {
             "cpu_seconds": self.limits.cpu_seconds,
@@ -255,14 +264,16 @@ class Sandbox:
             d.have("no network: own network namespace with loopback only")
             d.have("own pid namespace: every process killed at the end")
             d.have("reference and graders not mounted in the sandbox")
-            if shutil.which("setpriv"):
-                d.have(f"private unprivileged uid {self.uid}; process-count limit")
-            else:
-                d.lack("private uid", "setpriv not installed")
         else:
-            why = "not root" if os.geteuid() != 0 else "bubblewrap missing or not permitted"
+            why = ("not root" if os.geteuid() != 0 else "not asked for" if self._isolation in ("uid", "none")
+                   else "bubblewrap missing or not permitted")
             d.lack("bubblewrap (filesystem, network and pid isolation)", why)
-            d.lack("process-count limit", "needs a private uid")
+        if self._private_uid:
+            d.have(f"private unprivileged uid {self.uid}; process-count limit; its processes killed at the end")
+        elif not any(m.startswith("private uid") for m in d.missing):
+            why = "not asked for" if self._isolation == "none" else "not root" if os.geteuid() != 0 \
+                else "setpriv not installed"
+            d.lack("private uid and process-count limit", why)
         if self._tmpfs:
             d.have(f"sandbox folder on its own tmpfs of {self.limits.max_disk_bytes / 2**30:.1f} GiB "
                    "(all files together; counts as memory)")
@@ -301,8 +312,12 @@ class Sandbox:
                 os.killpg(process.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+            try:
+                process.wait(timeout=10)   # reaped: a long-lived worker keeps no zombie per kernel
+            except subprocess.TimeoutExpired:
+                pass
         for _ in range(50):
-            pids = self._cgroup_pids()
+            pids = self._cgroup_pids() | self._private_uid_pids()
             if not pids:
                 break
             for pid in pids:
@@ -311,6 +326,22 @@ class Sandbox:
                 except ProcessLookupError:
                     pass
             time.sleep(0.05)
+
+    def _private_uid_pids(self) -> set[int]:
+        """Every process running as the sandbox's private uid (a daemon that left its session too)."""
+        if not self._private_uid:
+            return set()
+        pids = set()
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                for line in status.read_text().splitlines():
+                    if line.startswith("Uid:"):
+                        if str(self.uid) in line.split()[1:]:
+                            pids.add(int(status.parent.name))
+                        break
+            except (OSError, ValueError):
+                continue
+        return pids
 
     def _cgroup_pids(self) -> set[int]:
         pids: set[int] = set()
@@ -338,6 +369,10 @@ class Sandbox:
         self._remove_cgroups()
         self._unmount_tmpfs()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _searchable_by_others(folder: Path) -> bool:
+    return all(os.stat(p).st_mode & 0o001 for p in [folder, *folder.parents])
 
 
 def _python_roots() -> list[Path]:
