@@ -3,6 +3,14 @@
 The graders are ordinary pytest modules (graders/<name>/test_*.py). This module provides their
 fixtures (`student`, `reference`, `run`, `figures`) through a plugin object, and turns each test's
 report into a Verdict with the task's points: pytest's own hooks, no parsing of its output.
+
+A grader test declares its task, and optionally its share of the task's points and who may see it:
+
+    @pytest.mark.task("F1", share=2, visibility="after_published")
+
+`visibility` is Gradescope's: "visible" (the default) for checks a student may see before the
+deadline, "after_published" for checks on the grader's hidden inputs (probes), whose messages
+would give those inputs away.
 """
 from __future__ import annotations
 
@@ -15,6 +23,8 @@ from .assignments import GRADERS, Assignment
 from .checks import GradeFailure
 from .verdicts import Figures, Verdict
 
+VISIBILITIES = ("visible", "after_published", "after_due_date", "hidden")
+
 
 class GraderPlugin:
     """Fixtures for one submission's grading, and the collector of its verdicts."""
@@ -23,7 +33,7 @@ class GraderPlugin:
         self.assignment = assignment
         self._student, self._reference, self._run = student, reference, run
         self.figures = Figures()
-        self.results: list[tuple[str, float, str, str]] = []   # (task, share, title, status, message)
+        self.results: list[tuple] = []   # (task, share, title, status, message, visibility)
         self.shares: dict[str, float] = {}
 
     @pytest.fixture
@@ -44,7 +54,7 @@ class GraderPlugin:
 
     def pytest_collection_modifyitems(self, items):
         for item in items:
-            task, share = _task_of(item)
+            task, share, _visibility = _task_of(item)
             self.shares[task] = self.shares.get(task, 0.0) + share
 
     @pytest.hookimpl(hookwrapper=True)
@@ -52,25 +62,30 @@ class GraderPlugin:
         outcome = yield
         report = outcome.get_result()
         if report.when == "call" or (report.when == "setup" and not report.passed):
-            task, share = _task_of(item)
+            task, share, visibility = _task_of(item)
             title = (item.function.__doc__ or item.name).strip().splitlines()[0]
             message = "" if report.passed else _message(call.excinfo)
-            self.results.append((task, share, title, "passed" if report.passed else "failed", message))
+            self.results.append((task, share, title, "passed" if report.passed else "failed", message, visibility))
 
     def verdicts(self) -> list[Verdict]:
         verdicts = []
-        for task_id, share, title, status, message in self.results:
+        for task_id, share, title, status, message, visibility in self.results:
             points = self.assignment.task(task_id).points * share / self.shares[task_id]
             verdicts.append(Verdict(task=task_id, name=title, score=points if status == "passed" else 0.0,
-                                    max_score=round(points, 4), status=status, message=message))
+                                    max_score=round(points, 4), status=status, message=message,
+                                    visibility=visibility))
         return verdicts
 
 
-def _task_of(item) -> tuple[str, float]:
+def _task_of(item) -> tuple[str, float, str]:
     marker = item.get_closest_marker("task")
     if marker is None:
         raise pytest.UsageError(f"grader test {item.nodeid} has no @pytest.mark.task")
-    return marker.args[0], float(marker.kwargs.get("share", 1))
+    visibility = marker.kwargs.get("visibility", "visible")
+    if visibility not in VISIBILITIES:
+        raise pytest.UsageError(f"grader test {item.nodeid}: visibility={visibility!r} is not one of "
+                                f"{', '.join(VISIBILITIES)}")
+    return marker.args[0], float(marker.kwargs.get("share", 1)), visibility
 
 
 def _message(excinfo) -> str:

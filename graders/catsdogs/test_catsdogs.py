@@ -46,7 +46,7 @@ RESIDUAL_KERNELS = [1, 3, 5]
 RESIDUAL_INPUT_SHAPE = (2, 4, 9, 11)
 
 
-@pytest.mark.task("C1")
+@pytest.mark.task("C1", visibility="after_published")
 def test_dataset(student, reference, figures):
     """C1 CatsDogs(folder): first 500 cats and 500 dogs, resized normalised images, float labels (unseen folders)"""
     expected_items = reference.get("CatsDogs:items")
@@ -99,7 +99,7 @@ def test_dataset(student, reference, figures):
              f"got {capped['cats']} and {capped['dogs']} ({capped['other']} other)")
 
 
-@pytest.mark.task("C2")
+@pytest.mark.task("C2", visibility="after_published")
 def test_model(student, reference):
     """C2 model: ImageNet VGG16 features frozen, pooled to 1x1, a 65,793-parameter head, (N, 1) output in [0, 1]"""
     _check_vgg16_features(student, reference, "model:parameters", "`model`")
@@ -111,7 +111,7 @@ def test_model(student, reference):
     _check_probabilities(collect(student, "model:output"), "model(2 grader images of 3x224x224)", 2)
 
 
-@pytest.mark.task("C3")
+@pytest.mark.task("C3", visibility="after_published")
 def test_loss_and_optimizer(student, reference):
     """C3 loss_fn and optimizer: BCE; Adam with lr 1e-3 holding every trainable parameter of the final model"""
     summary = collect(student, "optimizer:summary")
@@ -130,7 +130,7 @@ def test_loss_and_optimizer(student, reference):
              f"{expected:.6f} (mean over the batch), got {got:.6f}")
 
 
-@pytest.mark.task("C4")
+@pytest.mark.task("C4", visibility="after_published")
 def test_train_batch(student, reference):
     """C4 train_batch(x, y, model, opt, loss_fn): one step in train mode, returns the loss (a stand-in model)"""
     got, expected = collect(student, "train_batch:probe"), reference.get("train_batch:probe")
@@ -153,7 +153,7 @@ def test_train_batch(student, reference):
           f"{what}: the model's parameters after a second call (gradients must be zeroed between steps)", atol=1e-5)
 
 
-@pytest.mark.task("C4")
+@pytest.mark.task("C4", visibility="after_published")
 def test_accuracy(student, reference):
     """C4 accuracy(x, y, model): fraction correct at threshold 0.5, eval mode, no gradients (a stand-in model)"""
     got, expected = collect(student, "accuracy:probe"), reference.get("accuracy:probe")
@@ -170,7 +170,7 @@ def test_accuracy(student, reference):
              f"(prediction > 0.5 compared with the labels), got {value:.4f}")
 
 
-@pytest.mark.task("C5")
+@pytest.mark.task("C5", visibility="after_published")
 def test_conv_layer(student, reference):
     """C5 ConvLayer(in_ch, out_ch, k): Conv2d-ReLU-BatchNorm2d-MaxPool2d(2); 9,742,209-parameter CNN from it"""
     for in_ch, out_ch, k in CONV_LAYER_CASES:
@@ -187,7 +187,7 @@ def test_conv_layer(student, reference):
              f"expected {SCRATCH_PARAMETERS:,}")
 
 
-@pytest.mark.task("C6")
+@pytest.mark.task("C6", visibility="after_published")
 def test_residual_block(student, reference):
     """C6 ResidualBlock(in_ch, k): conv1(relu(conv0(x))) + x, same shape, for kernel sizes 1, 3 and 5"""
     for k in RESIDUAL_KERNELS:
@@ -199,7 +199,7 @@ def test_residual_block(student, reference):
         close(got, reference.get(f"ResidualBlock:{k}"), what, atol=LAYER_ATOL)
 
 
-@pytest.mark.task("C7")
+@pytest.mark.task("C7", visibility="after_published")
 def test_resnet9(student):
     """C7 resnet9: a ConvLayer then three of your ResidualBlocks, runs on a 1x3x224x224 batch"""
     got = collect(student, "resnet9:probe")
@@ -213,7 +213,7 @@ def test_resnet9(student):
              "start it with ConvLayer(3, C, k)")
 
 
-@pytest.mark.task("C8")
+@pytest.mark.task("C8", visibility="after_published")
 def test_gray_model(student, reference):
     """C8 gray_model: a trainable 1->3 conv before the frozen ImageNet VGG16 features, the head; (N, 1) output"""
     _check_vgg16_features(student, reference, "gray_model:parameters", "`gray_model`")

@@ -22,7 +22,7 @@ FEATURE_TOL = {"atol": 0.0, "rtol": 1e-3}
 TRANSFORM_PROBES = ["large.jpg", "portrait.jpg", "small.jpg", "wide.jpg"]
 
 
-@pytest.mark.task("F1")
+@pytest.mark.task("F1", visibility="after_published")
 def test_transform(student, reference):
     """F1 transform: resize 256, centre crop 224, [0, 1], ImageNet normalisation (on unseen images)"""
     for file in TRANSFORM_PROBES:
@@ -58,7 +58,7 @@ def test_datasets(student, reference):
             fail(f"`{split}`: the labels of its items should be 0..{len(classes) - 1}, one each; got {summary['labels']}")
 
 
-@pytest.mark.task("F3")
+@pytest.mark.task("F3", visibility="after_published")
 def test_network(student, reference):
     """F3 network: ImageNet ResNet-18 returning the 512-d pooled feature"""
     expected = reference.get("network:output")
@@ -69,7 +69,7 @@ def test_network(student, reference):
     close(got.reshape(expected.shape), expected, "network(batch) features", **FEATURE_TOL)
 
 
-@pytest.mark.task("F4", share=2)
+@pytest.mark.task("F4", share=2, visibility="after_published")
 def test_extract_function(student, reference):
     """F4 extract(dataset, network) on a dataset it never saw (5 other classes, the grader's ResNet-18)"""
     expected = reference.get("extract:probe")

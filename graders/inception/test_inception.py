@@ -53,7 +53,7 @@ def _returned(student, name: str, call: str, what: str) -> None:
 
 
 # -- I1 --------------------------------------------------------------------------------------------
-@pytest.mark.task("I1")
+@pytest.mark.task("I1", visibility="after_published")
 def test_set_parameter_requires_grad(student, reference):
     """I1 set_parameter_requires_grad: freezes every parameter when feature_extracting, changes nothing otherwise"""
     initial = reference.get("I1:initial")
@@ -131,13 +131,13 @@ def _upstream_trainable(student, feature_extract: bool):
         return None
 
 
-@pytest.mark.task("I2")
+@pytest.mark.task("I2", visibility="after_published")
 def test_initialize_feature_extract(student, reference):
     """I2 initialize_model(5, feature_extract=True): ImageNet Inception v3, new fc and AuxLogits.fc, only they trainable"""
     _check_initialize(student, reference, 5, True)
 
 
-@pytest.mark.task("I2")
+@pytest.mark.task("I2", visibility="after_published")
 def test_initialize_finetune(student, reference):
     """I2 initialize_model(7, feature_extract=False): ImageNet Inception v3, new fc and AuxLogits.fc, all trainable"""
     _check_initialize(student, reference, 7, False)
@@ -156,7 +156,7 @@ def _image_value(value, what: str) -> np.ndarray:
     return got
 
 
-@pytest.mark.task("I3")
+@pytest.mark.task("I3", visibility="after_published")
 def test_transforms(student, reference):
     """I3 data_transforms / augment_transforms: 3x299x299 normalized; deterministic 'val', random augmented 'train'"""
     for dict_name in ("data_transforms", "augment_transforms"):
@@ -285,7 +285,7 @@ TINY_TOL = {"atol": 1e-4}
 REAL_TOL = {"rtol": 1e-3}
 
 
-@pytest.mark.task("I4")
+@pytest.mark.task("I4", visibility="after_published")
 def test_train_model(student, reference):
     """I4 train_model: loss = main + 0.4 * aux in train mode, one val accuracy per epoch, best-val weights (tiny models; real Inception v3 at batch 2)"""
     # 1. A tiny model with Inception's interface, is_inception=True.
@@ -319,7 +319,7 @@ def test_train_model(student, reference):
 
 
 # -- I5 --------------------------------------------------------------------------------------------
-@pytest.mark.task("I5")
+@pytest.mark.task("I5", visibility="after_published")
 def test_confusion_matrix(student, reference, figures):
     """I5 confusion_matrix: exact counts, rows = true class, columns = predicted class (a model with known predictions)"""
     for case in ("a", "b"):
@@ -342,7 +342,7 @@ def test_confusion_matrix(student, reference, figures):
 
 
 # -- I6 --------------------------------------------------------------------------------------------
-@pytest.mark.task("I6")
+@pytest.mark.task("I6", visibility="after_published")
 def test_save_load_round_trip(student, reference):
     """I6 save_model / load_model: the loaded model gives the saved model's outputs (a small model of another class)"""
     what = "load_model(path)(x) after save_model(model, path)"

@@ -55,7 +55,7 @@ REFIT_SEEDS = 8
 MAX_FIT_VALUES = 20_000_000  # a student's X_train larger than this is not refitted (the reference's is)
 
 
-@pytest.mark.task("S1")
+@pytest.mark.task("S1", visibility="after_published")
 def test_predict_imagenet(student, reference):
     """S1 predict_imagenet(image, model) on unseen RGB and grayscale images: preprocessing, eval mode, argmax, name"""
     for file in PREDICT_PROBES:
@@ -97,7 +97,7 @@ def test_vgg16_numbers(student, reference):
             fail(f"`{name}`: expected {expected:,}, got {got:,.10g}")
 
 
-@pytest.mark.task("S3")
+@pytest.mark.task("S3", visibility="after_published")
 def test_relu7(student, reference):
     """S3 VGG16relu7(vgg16): the 4096-d relu7 activation of the given VGG16 (eval mode, grader-made batch)"""
     collect(student, "relu7:built")
@@ -112,7 +112,7 @@ def test_relu7(student, reference):
     close(got, expected, "VGG16relu7(vgg16)(batch)", **FEATURE_TOL)
 
 
-@pytest.mark.task("S4")
+@pytest.mark.task("S4", visibility="after_published")
 def test_extract_features(student, reference):
     """S4 extract_features(dataset, model) on an unseen grayscale dataset: 3-channel input, L2-normalised rows"""
     what = "extract_features(unseen grayscale dataset, model)"

@@ -40,7 +40,8 @@ What is checked, tolerances, and why:
   best weights. The logged training accuracy is not recomputed (weights change during an epoch).
   Also: the model's parameters changed, and every forward pass on training inputs with autograd on
   ran in training mode (model.train() at each epoch: evaluate() switches to eval mode). Validation
-  losses and any other extra tags are allowed.
+  losses and any other extra tags are allowed. The logged series go to the report (figures.curves),
+  drawn beside the student's own TensorBoard logs when their submission holds event files.
 No double penalty: W4 runs the student's train with their own criterion / make_optimizer / evaluate;
 only where one of those cannot be used at all (raises, or evaluate returns no number) does the
 harness's standard one stand in during that run. The tiny model has no dropout or batch norm, and
@@ -66,13 +67,13 @@ PENULTIMATE = {"last": "relu7 (fc7 followed by its ReLU)", "last_two": "relu6 (f
 
 
 # -- W1 ---------------------------------------------------------------------------------------------
-@pytest.mark.task("W1")
+@pytest.mark.task("W1", visibility="after_published")
 def test_build_last(student, reference):
     """W1 build_alexnet(n, "last"): pretrained AlexNet with its last FC replaced by Linear(4096, n)"""
     _check_variant(student, reference, "last")
 
 
-@pytest.mark.task("W1")
+@pytest.mark.task("W1", visibility="after_published")
 def test_build_last_two(student, reference):
     """W1 build_alexnet(n, "last_two"): fc7 and fc8 removed, one new Linear(4096, n) after fc6"""
     _check_variant(student, reference, "last_two")
@@ -138,7 +139,7 @@ def _named(names, shape_of):
 
 
 # -- W2 ---------------------------------------------------------------------------------------------
-@pytest.mark.task("W2")
+@pytest.mark.task("W2", visibility="after_published")
 def test_criterion_and_optimizer(student, reference):
     """W2 criterion is the cross-entropy; make_optimizer(model, lr) is SGD over the trainable parameters"""
     loss = _collect(student, "criterion:probe", "criterion(scores, labels)")
@@ -172,7 +173,7 @@ def test_criterion_and_optimizer(student, reference):
 
 
 # -- W3 ---------------------------------------------------------------------------------------------
-@pytest.mark.task("W3")
+@pytest.mark.task("W3", visibility="after_published")
 def test_evaluate(student, reference):
     """W3 evaluate(model, loader): fraction correct, in eval mode, without gradients (grader model)"""
     for key, batch_size in EVALUATE_BATCH.items():
@@ -199,8 +200,8 @@ def test_evaluate(student, reference):
 
 
 # -- W4 ---------------------------------------------------------------------------------------------
-@pytest.mark.task("W4")
-def test_train(student, reference):
+@pytest.mark.task("W4", visibility="after_published")
+def test_train(student, reference, figures):
     """W4 train(model, loaders, 2, log_dir): trains, and logs training loss, training and validation accuracy per epoch"""
     substituted = _substituted(student)
     try:
@@ -209,6 +210,9 @@ def test_train(student, reference):
         note = f" (the harness's standard {', '.join(substituted)} stood in for yours during this run)" if substituted else ""
         fail(f"train(model, loaders, {EPOCHS}, log_dir) on a tiny model: {error}{note}")
     what = f"train(model, loaders, {EPOCHS}, log_dir)"
+    # Drawn in the report beside the student's own TensorBoard logs, whatever the checks below say.
+    figures.curves(f"What your train() logged in the harness's run ({EPOCHS} epochs, tiny model)",
+                   run.get("series") or {})
     if run["changed"] == 0:
         fail(f"{what}: no parameter of the model changed; the optimizer never updated the model passed in")
     training = [(mode, marker) for mode, grad, marker in run["calls"] if grad and marker > 0]
