@@ -7,16 +7,20 @@ PYTHON=${PYTHON:-python3}
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "system tools (bubblewrap: the sandbox; chromium: the report screenshot test)"
+step "system tools (bubblewrap: the sandbox; chromium: the report screenshot test; unar: .rar submissions; poppler-utils: PDF thumbnails)"
 missing=()
 command -v bwrap >/dev/null || missing+=(bubblewrap)
 command -v chromium >/dev/null || missing+=(chromium)
+command -v unar >/dev/null || missing+=(unar)
+command -v pdftoppm >/dev/null || missing+=(poppler-utils)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
     echo "warning: ${missing[*]} not installed and cannot install them here (not root / no apt-get):"
-    echo "         grading still works, with weaker isolation; the report says which defences were active."
+    echo "         grading still works, with weaker isolation; the report says which defences were active;"
+    echo "         without unar a .rar submission's report says it could not be unpacked;"
+    echo "         without pdftoppm (poppler-utils) a report lists a student's PDF without its first page."
   fi
 fi
 

@@ -17,9 +17,11 @@ import nbformat
 
 from .artefacts import Artefacts
 from .assignments import Assignment
+from .attachments import Attachments, collect as collect_attachments
 from .execution import RunRecord, SubmissionRunner
 from .grading import run_graders
-from .intake import NotASubmission, load_notebook, prepare, submission_id
+from .intake import NotASubmission, NotebookChoice, contract_names, load_notebook, prepare, submission_id
+from .late import CourseRuleError, Lateness, gradebook_columns, load_course
 from .manual import collect_answers, manual_verdicts
 from .reports import write_report, write_results_json
 from .verdicts import Grade, Verdict
@@ -36,33 +38,38 @@ class SubmissionGrader:
         self.weights = workspace.store.describe(list(assignment.models))
         self.runner = SubmissionRunner(limits=assignment.limits, weight_store=workspace.store.root,
                                        sandbox_base=workspace.sandbox_base, isolation=isolation)
+        self.choice = notebook_choice(assignment)
 
-    def grade(self, entry: Path, out_root: Path) -> dict:
-        """Grade one entry; writes out_root/<id>/{results.json,report.html}; returns its gradebook row."""
+    def grade(self, entry: Path, out_root: Path, *, lateness: Lateness | None = None,
+              student: str | None = None) -> dict:
+        """Grade one entry; writes out_root/<id>/{results.json,report.html}; returns its gradebook row.
+        `lateness`: when it came, under the course's late policy (None: not checked)."""
         started = time.monotonic()
         sid = submission_id(Path(entry))
         out = Path(out_root) / sid
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         try:
-            grade, run = self._grade(Path(entry), sid, out)
+            grade, run, attachments = self._grade(Path(entry), sid, out)
         except Exception:  # noqa: BLE001 - a harness bug must not stop the batch or lose the entry
             (out / "harness-error.txt").write_text(traceback.format_exc())
-            grade, run = self.failed_grade(sid, "harness error",
-                                            "The autograder itself failed on this submission; "
-                                            "a TA has been told (harness-error.txt)."), None
+            grade, run, attachments = self.failed_grade(sid, "harness error",
+                                                        "The autograder itself failed on this submission; "
+                                                        "a TA has been told (harness-error.txt)."), None, None
         summary = summarise(grade, run)
-        write_results_json(out / "results.json", grade, time.monotonic() - started, summary)
-        write_report(out / "report.html", self.assignment, grade, run, self.weights, summary)
-        return gradebook_row(self.assignment, grade, summary)
+        write_results_json(out / "results.json", grade, time.monotonic() - started, summary, lateness)
+        write_report(out / "report.html", self.assignment, grade, run, self.weights, summary, late=lateness,
+                     attachments=attachments)
+        return gradebook_row(self.assignment, grade, summary, lateness, student)
 
-    def _grade(self, entry: Path, sid: str, out: Path) -> tuple[Grade, RunRecord | None]:
+    def _grade(self, entry: Path, sid: str, out: Path) -> tuple[Grade, RunRecord | None, Attachments | None]:
         with tempfile.TemporaryDirectory(prefix="intake-") as scratch:
             try:
-                submission = prepare(entry, Path(scratch))
+                submission = prepare(entry, Path(scratch), self.choice)
                 notebook = load_notebook(submission)
             except NotASubmission as problem:
-                return self.failed_grade(sid, "not a submission", str(problem)), None
+                return self.failed_grade(sid, "not a submission", str(problem)), None, None
+            attachments = collect_attachments(submission)   # read while the unpacked files exist
             data_prefix = f"data/{self.assignment.data_name}/"
             files = [f for f in submission.files
                      if not str(f.relative_to(submission.base)).startswith(data_prefix)]
@@ -78,7 +85,7 @@ class SubmissionGrader:
         verdicts += manual_verdicts(self.assignment, sid, collect_answers(notebook, self.assignment), self.marks)
         order = {task.id: i for i, task in enumerate(self.assignment.tasks)}
         verdicts.sort(key=lambda v: order.get(v.task, len(order)))
-        return Grade(sid, self.assignment.name, verdicts, figures.items), run
+        return Grade(sid, self.assignment.name, verdicts, figures.items), run, attachments
 
     def failed_grade(self, sid: str, status: str, message: str) -> Grade:
         """Zero on every task, each saying why: nothing could be run or collected."""
@@ -87,7 +94,19 @@ class SubmissionGrader:
         return Grade(sid, self.assignment.name, verdicts, status=status, message=message)
 
 
+def notebook_choice(assignment: Assignment) -> NotebookChoice:
+    """How intake tells this assignment's notebook among several in one entry: course.toml's
+    `[names] notebook` pattern, then the names its harvest.py reads."""
+    try:
+        pattern, problem = load_course(assignment.name).notebook, ""
+    except CourseRuleError as error:   # the batch stops on it before grading; `check` grades on
+        pattern, problem = None, str(error)
+    return NotebookChoice(assignment.name, pattern, contract_names(assignment.harvest_source), problem)
+
+
 def _why_not_collected(run: RunRecord) -> str:
+    if run.harvest_status == "ok":
+        return ""   # collected, even when a replay was needed to get there
     if run.outcome != "finished":
         return run.message
     if run.harvest_status != "ok":
@@ -113,12 +132,14 @@ def summarise(grade: Grade, run: RunRecord | None) -> str:
     return " ".join(parts)
 
 
-def gradebook_row(assignment: Assignment, grade: Grade, summary: str) -> dict:
-    row = {"id": grade.submission_id, "total": grade.score, "max": assignment.max_points,
-           "status": grade.status, "message": summary}
+def gradebook_row(assignment: Assignment, grade: Grade, summary: str, lateness: Lateness | None = None,
+                  student: str | None = None) -> dict:
+    row = {"id": grade.submission_id, "student": student or "", "max": assignment.max_points,
+           "status": grade.status, "message": summary, **gradebook_columns(lateness, grade.score)}
     scores = grade.task_scores()
     for task in assignment.tasks:
         row[task.id] = scores.get(task.id, 0.0)
     row["to_mark"] = " ".join(v.task for v in grade.verdicts if v.status == "to mark")
     row["_manual"] = [v for v in grade.verdicts if assignment.task(v.task).manual]
+    row["_late"] = lateness
     return row

@@ -10,10 +10,26 @@ from .html import _ENV
 from .pictures import histogram_picture
 
 
+# grades.csv, column by column:
+#   id            the entry's name without extension (its folder under the batch's output)
+#   total         the FINAL score: raw less the late penalty, 0 past the cut-off (what goes to the LMS)
+#   max           the assignment's points
+#   student       the student id from the file name (--id-pattern / course.toml); blank: no match
+#   raw           the score before any late penalty: the sum of the task columns
+#   days_late     ceil((submitted - deadline) / 24 h), 0 when on time; blank: no time or no deadline
+#   penalty_pct   percent of raw taken off (100 past the cut-off); blank: lateness not checked
+#   submitted_at  the LMS's time, in the course's time zone
+#   late          the reason, in words: on time, N days late, past the cut-off, no submission time
+#   <task ids>    raw points per task; then to_mark, status, message
+LATE_COLUMNS = ["student", "raw", "days_late", "penalty_pct", "submitted_at", "late"]
+
+
 def gradebook_frame(assignment: Assignment, rows: list[dict]) -> pd.DataFrame:
-    """One row per submission: id, total, one column per task id, status, message."""
-    columns = ["id", "total", "max"] + [t.id for t in assignment.tasks] + ["to_mark", "status", "message"]
+    """One row per submission: id, total (final), max, the late columns, one per task id, status, message."""
+    columns = (["id", "total", "max"] + LATE_COLUMNS + [t.id for t in assignment.tasks]
+               + ["to_mark", "status", "message"])
     frame = pd.DataFrame(rows, columns=columns)
+    frame["days_late"] = frame["days_late"].astype("Int64")   # whole days; blank, not NaN, when unknown
     return frame.sort_values("id", kind="stable").reset_index(drop=True)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..assignments import REPO, Assignment
 from ..verdicts import Grade
-from .pictures import matrix_picture
+from .pictures import curves_picture, matrix_picture
 
 TEMPLATES = REPO / "templates" / "report"
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
@@ -32,6 +32,8 @@ def task_rows(assignment: Assignment, grade: Grade) -> list[dict]:
 def figure_pictures(grade: Grade) -> list[dict]:
     pictures = []
     for figure in grade.figures:
+        if figure.kind == "curves":
+            continue   # drawn with the student's own logs: curve_pictures
         shared = [m for m in (figure.student, figure.reference) if m is not None]
         vmin = min(float(np.min(m)) for m in shared) if shared else None
         vmax = max(float(np.max(m)) for m in shared) if shared else None
@@ -45,11 +47,26 @@ def figure_pictures(grade: Grade) -> list[dict]:
     return pictures
 
 
-def render_report(assignment: Assignment, grade: Grade, run, weights: list[dict], summary: str) -> str:
+def curve_pictures(grade: Grade) -> list[dict]:
+    """The harness's runs' scalar series (figures.curves), drawn like the student's own logs."""
+    pictures = []
+    for figure in (f for f in grade.figures if f.kind == "curves"):
+        try:
+            pictures.append({"title": figure.title, "picture": curves_picture(figure.series)})
+        except Exception:  # noqa: BLE001 - a series that cannot be drawn must not cost the report
+            pictures.append({"title": figure.title, "picture": None})
+    return pictures
+
+
+def render_report(assignment: Assignment, grade: Grade, run, weights: list[dict], summary: str,
+                  late=None, attachments=None) -> str:
+    """`attachments`: the student's own logs and documents (autograder.attachments), None when unknown."""
     return _ENV.get_template("report.html.j2").render(
-        assignment=assignment, grade=grade, run=run, weights=weights, summary=summary,
+        assignment=assignment, grade=grade, run=run, weights=weights, summary=summary, late=late,
         standins=[w for w in weights if w["kind"] != "real"],
-        tasks=task_rows(assignment, grade), pictures=figure_pictures(grade))
+        tasks=task_rows(assignment, grade), pictures=figure_pictures(grade),
+        curves=curve_pictures(grade), attachments=attachments,
+        manual_ids=[t.id for t in assignment.tasks if t.manual])
 
 
 def write_report(path: Path, *args, **kwargs) -> None:
