@@ -1,9 +1,12 @@
 """grade.py: the command line of TAs, students and the LMS container.
 
     python grade.py setup   [--assignment A]...          weights, fixture data, reference values
-    python grade.py batch   FOLDER --assignment A --out DIR [--workers N]
+    python grade.py batch   FOLDER --assignment A --out DIR [--workers N | --scheduler tcp://HOST:8786]
+                            [--submission-times CSV] [--id-pattern REGEX]   late policy, student ids
     python grade.py check   NOTEBOOK --assignment A [--out DIR]
     python grade.py weights status | add FILE... | standins
+    python grade.py lms build --assignment A --out DIR          Gradescope bundle + Dockerfile
+    python grade.py student-bundle --assignment A --out DIR     template, data, self-check
 """
 from __future__ import annotations
 
@@ -21,8 +24,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=REPO / "data",
                         help="folder holding <assignment>/ data (default: the generated fixture data)")
     parser.add_argument("--cache", type=Path, default=REPO / ".cache", help="weight store and reference cache")
-    parser.add_argument("--isolation", choices=["auto", "bwrap", "none"], default="auto",
-                        help="auto: bubblewrap where it works, else plain processes (the report says which)")
+    parser.add_argument("--isolation", choices=["auto", "bwrap", "uid", "none"], default="auto",
+                        help="auto: bubblewrap where it works, else a private uid where root, else plain "
+                             "processes; uid: no namespaces, a private uid only (the report says which)")
     parser.add_argument("--cell-timeout", type=float, help="seconds per cell (default: the assignment's)")
     parser.add_argument("--timeout", type=float, help="seconds per submission (default: the assignment's)")
     parser.add_argument("--memory-gib", type=float, help="memory limit of the student's kernel")
@@ -39,20 +43,38 @@ def _overrides(args, concurrent_kernels: int = 1) -> tuple:
 
 def cmd_batch(args) -> int:
     from .batch import BatchJob, run_batch
+    from .cluster import ClusterError
+    from .late import CourseRuleError, batch_summary
     if args.marks is not None and not args.marks.is_file():
         print(f"grade.py: marks file {args.marks} does not exist", file=sys.stderr)
         return 2
     job = BatchJob(args.assignment, args.out.resolve(), args.cache.resolve(), args.data.resolve(),
                    args.isolation, _overrides(args, args.workers),
-                   args.marks.resolve() if args.marks else None)
-    rows = run_batch(job, args.folder, workers=args.workers, progress=not args.quiet)
+                   args.marks.resolve() if args.marks else None,
+                   args.submission_times.resolve() if args.submission_times else None, args.id_pattern)
+    try:
+        rows = run_batch(job, args.folder, workers=args.workers, progress=not args.quiet, scheduler=args.scheduler)
+    except (CourseRuleError, ClusterError) as error:   # course.toml, times, id pattern; the Dask scheduler or workers
+        print(f"grade.py: {error}", file=sys.stderr)
+        return 2
     graded = sum(r["status"] == "graded" for r in rows)
     print(f"{len(rows)} submissions ({graded} graded, {len(rows) - graded} not gradable or failed)")
+    for line in batch_summary(rows):
+        print(line)
     print(f"gradebook: {job.out / 'grades.csv'}")
     print(f"overview:  {job.out / 'index.html'}")
     if (job.out / "to_mark.csv").exists():
         print(f"to mark:   {job.out / 'to_mark.csv'} (fill in points, pass it back with --marks)")
     return 0
+
+
+def _id_pattern(text: str) -> str:
+    from .intake import compile_id_pattern
+    try:
+        compile_id_pattern(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def cmd_check(args) -> int:
@@ -111,6 +133,46 @@ def cmd_weights(args) -> int:
     return 0
 
 
+def cmd_lms_build(args) -> int:
+    from .lms import BundleError, build_bundle
+    if args.data != REPO / "data" and not (args.data / assignments.load(args.assignment).data_name).is_dir():
+        print(f"grade.py: {args.data} holds no {assignments.load(args.assignment).data_name}/ folder", file=sys.stderr)
+        return 2
+    overrides = {k: v for k, v in _overrides(args) if k != "threads"}
+    try:
+        built = build_bundle(args.assignment, args.out, data_root=args.data, cache=args.cache,
+                             isolation=args.isolation, limit_overrides=overrides)
+    except BundleError as error:
+        print(f"grade.py lms build: {error}", file=sys.stderr)
+        return 2
+    weights = ", ".join(f"{w['model']} ({w['kind']})" for w in built.config["weights"])
+    print(f"Gradescope bundle: {built.zip_path} ({built.size_bytes / 2**20:.1f} MiB, {built.files} files; "
+          f"{built.config['data']['kind']} data; weights {weights})")
+    print(f"Dockerfile:        {built.dockerfile}  (docker build --build-arg ASSIGNMENT={args.assignment} "
+          f"-t autograder-{args.assignment} {built.dockerfile.parent})")
+    limits = assignments.load(args.assignment, **built.config["limits"]).limits
+    print(f"Set Gradescope's autograder timeout above {limits.total_timeout_s:.0f} s (the submission's limit).")
+    return 0
+
+
+def cmd_student_bundle(args) -> int:
+    from .student_bundle import build_student_bundle
+    if args.data != REPO / "data" and not (args.data / assignments.load(args.assignment).data_name).is_dir():
+        print(f"grade.py: {args.data} holds no {assignments.load(args.assignment).data_name}/ folder", file=sys.stderr)
+        return 2
+    try:
+        built = build_student_bundle(args.assignment, args.out, data_root=args.data, cache=args.cache,
+                                     with_weights=args.with_weights)
+    except NotADirectoryError as error:
+        print(f"grade.py student-bundle: {error}", file=sys.stderr)
+        return 2
+    print(f"student bundle: {built.zip_path} ({built.size_bytes / 2**20:.1f} MiB, {built.files} files"
+          f"{', weights included' if args.with_weights else ', no weights'})")
+    print(f"students: unzip it, work in {built.folder_name}/{args.assignment}.ipynb, then run "
+          f"`python selfcheck.py` in {built.folder_name}/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grade.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -120,8 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("folder", type=Path)
     batch.add_argument("--out", type=Path, required=True)
     batch.add_argument("--workers", type=int, default=2)
+    batch.add_argument("--scheduler", metavar="ADDRESS",
+                       help="grade on a Dask cluster (e.g. tcp://HOST:8786): each submission a task on its "
+                            "workers, --workers ignored; see the README")
     batch.add_argument("--quiet", action="store_true", help="no progress bar")
     batch.add_argument("--marks", type=Path, help="a TA's marks of the manual items: to_mark.csv with points filled in")
+    batch.add_argument("--submission-times", type=Path, metavar="CSV",
+                       help="the LMS's times (columns id,submitted_at): applies graders/<a>/course.toml's late policy")
+    batch.add_argument("--id-pattern", type=_id_pattern, metavar="REGEX",
+                       help="student id from the file name: a regex with a group `id` "
+                            "(default: course.toml's, else the name without extension)")
     _common(batch)
     batch.set_defaults(run=cmd_batch)
 
@@ -142,6 +212,22 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("files", nargs="*", type=Path)
     weights.add_argument("--cache", type=Path, default=REPO / ".cache")
     weights.set_defaults(run=cmd_weights)
+
+    lms = commands.add_parser("lms", help="LMS autograder bundles: `lms build` writes Gradescope's zip and a Dockerfile")
+    lms_actions = lms.add_subparsers(dest="lms_action", required=True)
+    lms_build = lms_actions.add_parser("build", help="write DIR/autograder_<assignment>.zip and DIR/Dockerfile")
+    lms_build.add_argument("--out", type=Path, required=True)
+    _common(lms_build)
+    lms_build.set_defaults(run=cmd_lms_build)
+
+    student = commands.add_parser("student-bundle", help="what a student downloads: template, data, self-check")
+    student.add_argument("--assignment", "-a", required=True, choices=assignments.names())
+    student.add_argument("--out", type=Path, required=True)
+    student.add_argument("--data", type=Path, default=REPO / "data")
+    student.add_argument("--cache", type=Path, default=REPO / ".cache")
+    student.add_argument("--with-weights", action="store_true",
+                         help="ship the weight store's checkpoints (default: the self-check finds or makes them)")
+    student.set_defaults(run=cmd_student_bundle)
     return parser
 
 
