@@ -69,3 +69,35 @@ def test_bad_arguments_get_a_message_not_a_traceback(tmp_path):
     assert done.returncode == 2 and "does not exist" in done.stderr and "Traceback" not in done.stderr
     done = _grade("batch", str(tmp_path / "missing"), "--assignment", "fruits", "--out", str(tmp_path / "o"))
     assert done.returncode == 2 and "is not a folder" in done.stderr
+
+
+# -- the wikiart/saliency handout's bundled examples: one archive for both parts, late days, the student's files
+@pytest.fixture(scope="module")
+def wikiart_batch(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wikiart")
+    done = _grade("batch", "submissions/wikiart", "--assignment", "wikiart", "--out", str(out), "--workers", "2",
+                  "--submission-times", "submissions/assignment4_times.csv", "--quiet")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out
+
+
+@pytest.mark.slow
+def test_bundled_wikiart_batch_applies_the_late_policy(wikiart_batch):
+    frame = pd.read_csv(wikiart_batch / "grades.csv").set_index("id")
+    carol = frame.loc["cs587_carol_assignment4"]
+    assert carol["student"] == "carol" and carol["days_late"] == 0 and carol["total"] == carol["raw"] > 0
+    bob = frame.loc["bob_buggy"]   # a day and a minute late: two started days of 25 %
+    assert bob["days_late"] == 2 and bob["penalty_pct"] == 50 and bob["total"] == pytest.approx(bob["raw"] / 2)
+    assert frame.loc["alice_correct", "days_late"] == 0
+
+
+@pytest.mark.slow
+def test_bundled_archive_is_graded_on_its_wikiart_part_with_the_student_s_files(wikiart_batch):
+    frame = pd.read_csv(wikiart_batch / "grades.csv").set_index("id")
+    alice, carol = frame.loc["alice_correct"], frame.loc["cs587_carol_assignment4"]
+    assert [carol[t] for t in ("W1", "W2", "W3", "W4")] == [alice[t] for t in ("W1", "W2", "W3", "W4")]
+    page = (wikiart_batch / "cs587_carol_assignment4" / "report.html").read_text()
+    assert "runs/last_layer/events.out.tfevents." in page          # the student's own curves, named by run
+    assert 'alt="first page of cs587_carol_assignment4/report.pdf" src="data:image/png;base64,' in page
+    integrity = (wikiart_batch / "integrity.html").read_text()
+    assert "cs587_carol_assignment4" in integrity                 # compared, on its wikiart notebook
