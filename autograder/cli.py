@@ -133,10 +133,18 @@ def cmd_weights(args) -> int:
     return 0
 
 
+def _data_folder_found(args) -> bool:
+    """--data must hold the assignment's folder (the default, the fixture data, is made by setup)."""
+    name = assignments.load(args.assignment).data_name
+    if args.data != REPO / "data" and not (args.data / name).is_dir():
+        print(f"grade.py: {args.data} holds no {name}/ folder", file=sys.stderr)
+        return False
+    return True
+
+
 def cmd_lms_build(args) -> int:
     from .lms import BundleError, build_bundle
-    if args.data != REPO / "data" and not (args.data / assignments.load(args.assignment).data_name).is_dir():
-        print(f"grade.py: {args.data} holds no {assignments.load(args.assignment).data_name}/ folder", file=sys.stderr)
+    if not _data_folder_found(args):
         return 2
     overrides = {k: v for k, v in _overrides(args) if k != "threads"}
     try:
@@ -157,8 +165,7 @@ def cmd_lms_build(args) -> int:
 
 def cmd_student_bundle(args) -> int:
     from .student_bundle import build_student_bundle
-    if args.data != REPO / "data" and not (args.data / assignments.load(args.assignment).data_name).is_dir():
-        print(f"grade.py: {args.data} holds no {assignments.load(args.assignment).data_name}/ folder", file=sys.stderr)
+    if not _data_folder_found(args):
         return 2
     try:
         built = build_student_bundle(args.assignment, args.out, data_root=args.data, cache=args.cache,

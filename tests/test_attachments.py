@@ -30,10 +30,10 @@ from autograder.intake import prepare  # noqa: E402
 from autograder.reports.html import render_report  # noqa: E402
 from autograder.reports.pictures import curve_panels, curves_picture  # noqa: E402
 from autograder.verdicts import Figures, Grade, Verdict  # noqa: E402
+from conftest import CHROMIUM, screenshot_of  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PDFTOPPM = shutil.which("pdftoppm")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_pdftoppm = pytest.mark.skipif(PDFTOPPM is None, reason="pdftoppm (poppler-utils) is not installed")
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -354,12 +354,7 @@ def test_the_archive_is_graded_as_wikiart_with_the_student_s_curves_and_report(a
                               r'src="data:image/png;base64,([^"]+)"', page)
         assert thumbnail and png_size(thumbnail.group(1))[1] == 400
     if CHROMIUM:   # the page as a browser shows it: the curves and the page thumbnail are drawn
-        shot = folder.parent / "shot.png"
-        subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                        f"--user-data-dir={folder.parent / 'profile'}", "--window-size=1200,2600",
-                        f"--screenshot={shot}", (folder / "report.html").as_uri()],
-                       capture_output=True, timeout=180, cwd=folder.parent)
+        shot = screenshot_of(folder / "report.html", folder.parent / "shot" / "shot.png", 1200, 2600)
         with Image.open(shot) as image:
             colours = image.convert("RGB").getcolors(maxcolors=1200 * 2600)
         vivid = sum(count for count, (r, g, b) in colours if max(r, g, b) - min(r, g, b) > 80)

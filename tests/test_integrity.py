@@ -10,7 +10,6 @@ import builtins
 import io
 import re
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from autograder.intake import NotASubmission, load_notebook, prepare
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "tests" / "corpus"
 ASSIGNMENTS = sorted(p.name for p in CORPUS.iterdir() if (p / "expected.toml").is_file())
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+from conftest import CHROMIUM, screenshot_of
 WIDTH, HEIGHT = 1400, 1600
 
 
@@ -283,14 +282,7 @@ def test_student_code_is_escaped_not_markup(tmp_path):
 def screenshot(page, tmp_path_factory) -> Path:
     if CHROMIUM is None:
         pytest.skip("chromium is not installed: no screenshot of integrity.html")
-    folder = tmp_path_factory.mktemp("shot")
-    shot = folder / "shot.png"
-    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={folder / 'profile'}", f"--window-size={WIDTH},{HEIGHT}",
-                    f"--screenshot={shot}", page.resolve().as_uri()],
-                   capture_output=True, timeout=180, cwd=folder)
-    return shot
+    return screenshot_of(page, tmp_path_factory.mktemp("shot") / "shot.png", WIDTH, HEIGHT)
 
 
 def test_screenshot_of_integrity_page(screenshot, page):

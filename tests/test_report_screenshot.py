@@ -5,7 +5,6 @@ import base64
 import html
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +13,8 @@ import pytest
 from PIL import Image
 
 from autograder.weights import CHECKPOINTS
+from conftest import CHROMIUM, screenshot_of
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 WIDTH, HEIGHT = 1200, 2000
 
 
@@ -41,14 +40,7 @@ def page(report) -> str:
 def screenshot(report, tmp_path_factory) -> Path:
     if CHROMIUM is None:
         pytest.skip("chromium is not installed: no screenshot of the report")
-    folder = tmp_path_factory.mktemp("shot")
-    shot = folder / "shot.png"
-    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={folder / 'profile'}", f"--window-size={WIDTH},{HEIGHT}",
-                    f"--screenshot={shot}", report.resolve().as_uri()],
-                   capture_output=True, timeout=180, cwd=folder)
-    return shot
+    return screenshot_of(report, tmp_path_factory.mktemp("shot") / "shot.png", WIDTH, HEIGHT)
 
 
 def test_report_shows_full_marks(page, report):

@@ -85,13 +85,18 @@ def run_cells(tmp: Path, name: str, cells: list[tuple[str, str]], limits: Limits
     runner = SubmissionRunner(limits=limits, weight_store=store, sandbox_base=base)
     record, executed = runner.run(notebook, name=name, files=[], files_base=tmp, data=data or {}, probes=None,
                                   harvest_source=HARVEST, export_to=tmp / "export")
+    return Run(record, executed, printed_reports(executed), {label: i for i, (label, _) in enumerate(cells)}, base)
+
+
+def printed_reports(executed: nbformat.NotebookNode) -> dict:
+    """Every `@@{json}` line the cells printed, merged."""
     reports = {}
     for cell in executed.cells:
         for output in cell.get("outputs", []):
             for line in output.get("text", "").splitlines() if output.get("output_type") == "stream" else []:
                 if line.startswith("@@"):
                     reports.update(json.loads(line[2:]))
-    return Run(record, executed, reports, {label: i for i, (label, _) in enumerate(cells)}, base)
+    return reports
 
 
 def processes_of(uid: int) -> list[str]:
@@ -408,12 +413,7 @@ def uid_only(tmp_path_factory):
     runner = SubmissionRunner(limits=limits, weight_store=store, sandbox_base=tmp / "sandboxes", isolation="uid")
     record, executed = runner.run(notebook, name="uidonly", files=[], files_base=tmp, data={}, probes=None,
                                   harvest_source=HARVEST, export_to=tmp / "export")
-    reports = {}
-    for cell in executed.cells:
-        for output in cell.get("outputs", []):
-            for line in output.get("text", "").splitlines() if output.get("output_type") == "stream" else []:
-                if line.startswith("@@"):
-                    reports.update(json.loads(line[2:]))
+    reports = printed_reports(executed)
     leftovers = [p.parent.name for p in Path("/proc").glob("[0-9]*/cmdline")
                  if _read(p).find(marker.encode()) >= 0]
     yield SimpleNamespace(record=record, reports=reports, outside=outside, leftovers=leftovers)
