@@ -1,6 +1,6 @@
 """The assignments the harness knows: each is a folder graders/<name>/ holding
 
-    assignment.toml   course config: tasks, points, models, limits
+    assignment.toml   course config: tasks, points, models, limits, a spare kernel's warm imports
     fixture_data.py   build(data_dir), build_probes(probe_dir): fixture data and hidden inputs
     harvest.py        runs in the sandbox after the student's cells; exports plain values
     expected.py       the reference's values under the same names (grader's process, cached)
@@ -35,6 +35,7 @@ class Assignment:
     models: tuple[str, ...]
     data_name: str
     limits: Limits
+    warm_imports: tuple[str, ...] = ("torch", "torchvision")   # what a batch's spare kernel imports ahead
 
     @property
     def folder(self) -> Path:
@@ -79,4 +80,5 @@ def load(name: str, **limit_overrides) -> Assignment:
     tasks = tuple(Task(task_id, spec["title"], float(spec["points"]), bool(spec.get("manual", False)))
                   for task_id, spec in config["tasks"].items())
     return Assignment(name=name, title=config["title"], tasks=tasks, models=tuple(config.get("models", [])),
-                      data_name=config.get("data", name), limits=limits)
+                      data_name=config.get("data", name), limits=limits,
+                      warm_imports=tuple(config.get("warm_imports", Assignment.warm_imports)))

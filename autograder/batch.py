@@ -33,6 +33,7 @@ class BatchJob:
     marks: Path | None = None         # a TA's marks of the manual items (CSV: id, task, points, comment)
     submission_times: Path | None = None   # the LMS's export (CSV: id, submitted_at); None: lateness not checked
     id_pattern: str | None = None     # regex with a group `id` for the student id; None: course.toml's, else the name
+    reuse_runs: bool = True           # grade a kept run of an unchanged entry again (runcache.py); False: --rerun
 
     def load(self):
         return assignments.load(self.assignment, **dict(self.limit_overrides))
@@ -46,9 +47,12 @@ _worker_grader = None
 
 def _start_worker(job: BatchJob) -> None:
     global _worker_grader
+    from multiprocessing.util import Finalize
     from .pipeline import SubmissionGrader
     _worker_grader = SubmissionGrader(job.load(), job.workspace(), isolation=job.isolation,
-                                      marks=read_marks(job.marks))
+                                      marks=read_marks(job.marks), warm=True, reuse_runs=job.reuse_runs)
+    # A pool's worker ends with os._exit (no atexit): multiprocessing's finalizers still run.
+    Finalize(_worker_grader, _worker_grader.close, exitpriority=10)
 
 
 def _grade_in_worker(entry: str, out: str, lateness, student) -> dict:

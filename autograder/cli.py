@@ -51,7 +51,8 @@ def cmd_batch(args) -> int:
     job = BatchJob(args.assignment, args.out.resolve(), args.cache.resolve(), args.data.resolve(),
                    args.isolation, _overrides(args, args.workers),
                    args.marks.resolve() if args.marks else None,
-                   args.submission_times.resolve() if args.submission_times else None, args.id_pattern)
+                   args.submission_times.resolve() if args.submission_times else None, args.id_pattern,
+                   reuse_runs=not args.rerun)
     try:
         rows = run_batch(job, args.folder, workers=args.workers, progress=not args.quiet, scheduler=args.scheduler)
     except (CourseRuleError, ClusterError) as error:   # course.toml, times, id pattern; the Dask scheduler or workers
@@ -193,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="grade on a Dask cluster (e.g. tcp://HOST:8786): each submission a task on its "
                             "workers, --workers ignored; see the README")
     batch.add_argument("--quiet", action="store_true", help="no progress bar")
+    batch.add_argument("--rerun", action="store_true",
+                       help="run every entry again, even where a kept run of the same notebook, data, weights, "
+                            "limits and harness exists (by default a regrade reuses it: runcache.py)")
     batch.add_argument("--marks", type=Path, help="a TA's marks of the manual items: to_mark.csv with points filled in")
     batch.add_argument("--submission-times", type=Path, metavar="CSV",
                        help="the LMS's times (columns id,submitted_at): applies graders/<a>/course.toml's late policy")

@@ -186,7 +186,8 @@ def _grader_for(spec: WorkerSpec):
             assignment = dataclasses.replace(spec.job, limit_overrides=tuple(overrides.items())).load()
             _graders.clear()
             grader = _graders[spec] = SubmissionGrader(assignment, spec.job.workspace(),
-                                                       isolation=spec.job.isolation, marks=dict(spec.marks))
+                                                       isolation=spec.job.isolation, marks=dict(spec.marks),
+                                                       reuse_runs=spec.job.reuse_runs)
         return grader
 
 

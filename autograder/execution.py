@@ -54,7 +54,9 @@ class RunRecord:
     peak_memory_mib: float | None = None   # the kernel's process tree, from its cgroup
     export_problems: list[str] = field(default_factory=list)
     harvest_seconds: float = 0.0
-    kernel_start_seconds: float = 0.0       # starting the jailed kernel(s), replays included
+    kernel_start_seconds: float = 0.0       # waiting for the jailed kernel(s), replays included
+    warm_kernel: bool = False               # the first kernel was a spare started ahead (imports done)
+    reused_from: str = ""                   # set when a regrade reused this run (runcache.py): its time
 
     @property
     def image_outputs(self) -> int:
@@ -64,23 +66,29 @@ class RunRecord:
         from dataclasses import asdict
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunRecord":
+        """Back from to_dict() (runcache.py); unknown keys are an error, so an old record is not used."""
+        cells = [CellRecord(**cell) for cell in values.get("cells", [])]
+        return cls(**{**values, "cells": cells})
+
 
 class SandboxKernelManager(AsyncKernelManager):
     """A KernelManager whose kernel starts inside a Sandbox, talking over ipc sockets."""
 
-    def __init__(self, sandbox: Sandbox, *, from_module: bool = False, **kwargs):
+    def __init__(self, sandbox: Sandbox, *, warm_imports: tuple[str, ...] = (), **kwargs):
         runtime = sandbox.runtime
         super().__init__(transport="ipc", ip=str(runtime / "kernel"),
                          connection_file=str(runtime / "connection.json"), **kwargs)
         self.sandbox = sandbox
         # -P: no student file shadows the standard library while the kernel starts; the work folder
         # is then appended to sys.path, so a submission can still import its own helper modules.
+        start_up = "import sys as _s, os as _o; _s.path.append(_o.getcwd()); del _s, _o"
+        # A spare kernel imports the heavy libraries before it answers, binding no name: a
+        # student who forgets `import torch` still gets a NameError.
+        start_up += "".join(f"; __import__({module!r})" for module in warm_imports)
         options = ["--HistoryManager.enabled=False", "--IPKernelApp.capture_fd_output=False",
-                   "--IPKernelApp.exec_lines=import sys as _s, os as _o; _s.path.append(_o.getcwd()); del _s, _o"]
-        if from_module:
-            # A module cut into cells keeps one script's figures: pyplot calls in later cells
-            # (a colorbar after an imshow) still find their figure.
-            options.append("--InlineBackend.close_figures=False")
+                   f"--IPKernelApp.exec_lines={start_up}"]
         argv = sandbox.wrap([sys.executable, "-P", "-m", "ipykernel_launcher", "-f", "{connection_file}", *options])
         self._kernel_spec = KernelSpec(argv=argv, display_name="sandboxed python", language="python",
                                        interrupt_mode="message", env={})
@@ -136,14 +144,25 @@ class CappedNotebookClient(NotebookClient):
 
 
 class SubmissionRunner:
-    """Executes notebooks in sandboxes and harvests their values for one assignment."""
+    """Executes notebooks in sandboxes and harvests their values for one assignment.
+
+    With `warm=True` (a batch worker grading entry after entry) the runner keeps one spare: a
+    fresh sandbox whose kernel has already imported torch and torchvision, started while the
+    previous submission ran. The next submission gets it, its files are copied in, and its cells
+    start at once. A spare serves exactly one submission and is then killed and removed like any
+    sandbox, so isolation is unchanged: every submission still has its own folder, uid, cgroup,
+    namespaces and kernel process; only the waiting is moved off the submission's path.
+    """
 
     def __init__(self, *, limits: Limits, weight_store: Path, sandbox_base: Path,
-                 isolation: str = "auto"):
+                 isolation: str = "auto", warm: bool = False, warm_imports: tuple[str, ...] = ()):
         self.limits = limits
         self.weight_store = weight_store
         self.sandbox_base = sandbox_base
         self.isolation = isolation
+        self.warm = warm
+        self.warm_imports = warm_imports   # assignment.toml: the template's heavy imports
+        self._spare: _Spare | None = None
 
     def run(self, notebook: nbformat.NotebookNode, *, name: str, files: list[Path], files_base: Path,
             data: dict[str, Path], probes: Path | None, harvest_source: str,
@@ -151,21 +170,93 @@ class SubmissionRunner:
         """Execute `notebook` (with `files` beside it and `data` mounted), harvest into `export_to`."""
         record = RunRecord()
         started = time.monotonic()
-        self.sandbox_base.mkdir(parents=True, exist_ok=True)
-        with Sandbox(self.sandbox_base, name, self.limits, weight_store=self.weight_store,
-                     isolation=self.isolation) as sandbox:
+        spare = self._take_spare(data)
+        sandbox = spare.sandbox if spare else self._new_sandbox(name, data)
+        try:
             sandbox.add_files(files, files_base)
-            for relative, source in data.items():
-                sandbox.mount_data(source, relative)
             sandbox.hand_over()
             record.defences = sandbox.defences.to_dict()
-            execution = _Execution(notebook, sandbox, self.limits, record)
+            record.warm_kernel = spare is not None
+            execution = _Execution(notebook, sandbox, self.limits, record, first_kernel=spare.km if spare else None)
+            if self.warm:   # the next submission's kernel imports while this one's cells run
+                execution.on_first_kernel_ready = lambda: self.prestart(data)
             execution.run(probes, harvest_source)
             peak = sandbox.peak_memory_bytes()
             record.peak_memory_mib = round(peak / 2**20, 1) if peak else None
             record.export_problems = copy_out(sandbox.export_dir, export_to)
+        finally:
+            sandbox.__exit__(None, None, None)
         record.seconds = round(time.monotonic() - started, 2)
         return record, execution.executed
+
+    # -- spares -----------------------------------------------------------------------------------
+    def prestart(self, data: dict[str, Path]) -> None:
+        """Start the spare kernel for the next run (nothing when one is waiting already). A spare
+        that cannot be started costs the next submission its warm start, nothing more."""
+        if self._spare is not None:
+            return
+        try:
+            sandbox = self._new_sandbox("warm", data)
+        except Exception as error:  # noqa: BLE001
+            print(f"autograder: no spare kernel ({type(error).__name__}: {error})", file=sys.stderr)
+            return
+        try:
+            sandbox.hand_over()   # the kernel, as the private uid, writes its sockets in runtime/
+            km = SandboxKernelManager(sandbox, warm_imports=self.warm_imports)
+            run_sync(km.start_kernel)(extra_arguments=[])
+        except Exception as error:  # noqa: BLE001
+            sandbox.__exit__(None, None, None)
+            print(f"autograder: no spare kernel ({type(error).__name__}: {error})", file=sys.stderr)
+            return
+        self._spare = _Spare(sandbox, km, {k: str(v) for k, v in data.items()})
+
+    def close(self) -> None:
+        """Kill and remove the spare, if any (a worker's last act)."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.discard()
+
+    def _take_spare(self, data: dict[str, Path]) -> "_Spare | None":
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return None
+        if spare.data == {k: str(v) for k, v in data.items()} and spare.alive():
+            return spare
+        spare.discard()
+        return None
+
+    def _new_sandbox(self, name: str, data: dict[str, Path]) -> Sandbox:
+        self.sandbox_base.mkdir(parents=True, exist_ok=True)
+        sandbox = Sandbox(self.sandbox_base, name, self.limits, weight_store=self.weight_store,
+                          isolation=self.isolation).__enter__()
+        try:
+            for relative, source in data.items():
+                sandbox.mount_data(source, relative)
+        except BaseException:
+            sandbox.__exit__(None, None, None)
+            raise
+        return sandbox
+
+
+@dataclass
+class _Spare:
+    """A started sandbox and kernel waiting for one submission."""
+
+    sandbox: Sandbox
+    km: "SandboxKernelManager"
+    data: dict[str, str]
+
+    def alive(self) -> bool:
+        process = self.km.process
+        return process is not None and process.poll() is None
+
+    def discard(self) -> None:
+        self.sandbox.kill_all(self.km.process)
+        self.sandbox.__exit__(None, None, None)
+
+
+def _is_module(notebook) -> bool:
+    return notebook.get("metadata", {}).get("autograder", {}).get("source") == "module"
 
 
 class _Execution:
@@ -180,10 +271,13 @@ class _Execution:
 
     MAX_KERNELS = 3
 
-    def __init__(self, notebook, sandbox: Sandbox, limits: Limits, record: RunRecord):
+    def __init__(self, notebook, sandbox: Sandbox, limits: Limits, record: RunRecord, *,
+                 first_kernel: SandboxKernelManager | None = None):
         self.sandbox, self.limits, self.record = sandbox, limits, record
         self.notebook = notebook
-        self.from_module = notebook.get("metadata", {}).get("autograder", {}).get("source") == "module"
+        self.from_module = _is_module(notebook)
+        self.first_kernel = first_kernel              # a spare already started (SubmissionRunner)
+        self.on_first_kernel_ready = lambda: None     # called once, when the first kernel answers
         now = time.monotonic()
         self.deadline = now + limits.total_timeout_s
         # The student's cells stop early enough to leave the harvest its time.
@@ -226,7 +320,8 @@ class _Execution:
         self.record.cells = []
         self.record.harvest_status, self.record.harvest_error = "not run", ""
         self.executed = nbformat.from_dict(json.loads(json.dumps(self.notebook)))
-        self.km = SandboxKernelManager(self.sandbox, from_module=self.from_module)
+        self.km = self.first_kernel or SandboxKernelManager(self.sandbox)
+        self.first_kernel = None    # a replay starts a fresh kernel
         self.client = CappedNotebookClient(
             self.executed, km=self.km, timeout=int(self.limits.cell_timeout_s), allow_errors=True,
             interrupt_on_timeout=True, record_timing=False, startup_timeout=120,
@@ -239,6 +334,10 @@ class _Execution:
             starting = time.monotonic()
             with self.client.setup_kernel():
                 self.record.kernel_start_seconds += round(time.monotonic() - starting, 2)
+                ready, self.on_first_kernel_ready = self.on_first_kernel_ready, lambda: None
+                ready()
+                if self.from_module:
+                    self._keep_figures_between_cells()
                 fatal = self._run_cells()
                 if fatal is None and not self.deadline_hit.is_set():
                     self._harvest(probes, harvest_source)
@@ -253,6 +352,19 @@ class _Execution:
             if self.executed.cells[index].cell_type == "code":
                 self.record.cells.append(CellRecord(index, "not run", _head(self.executed.cells[index].source)))
         return fatal
+
+    def _keep_figures_between_cells(self) -> None:
+        """A module cut into cells keeps one script's figures: pyplot calls in later cells (a
+        colorbar after an imshow) still find their figure. Set in the kernel, not on its command
+        line, so that a spare kernel serves notebooks and modules alike."""
+        cell = nbformat.v4.new_code_cell(
+            "from matplotlib_inline.backend_inline import InlineBackend as _B\n"
+            "_B.instance().close_figures = False\ndel _B\n")
+        self.executed.cells.append(cell)
+        try:
+            self.client.execute_cell(cell, len(self.executed.cells) - 1, store_history=False)
+        finally:
+            self.executed.cells.pop()
 
     def _next_cell_index(self) -> int:
         """The notebook index after the last recorded cell (markdown cells have no record)."""

@@ -21,6 +21,7 @@ from .attachments import Attachments, collect as collect_attachments
 from .execution import RunRecord, SubmissionRunner
 from .grading import run_graders
 from .intake import NotASubmission, NotebookChoice, contract_names, load_notebook, prepare, submission_id
+from .runcache import RunCache
 from .late import CourseRuleError, Lateness, gradebook_columns, load_course
 from .manual import collect_answers, manual_verdicts
 from .reports import write_report, write_results_json
@@ -30,15 +31,28 @@ from .workspace import Workspace
 
 class SubmissionGrader:
     def __init__(self, assignment: Assignment, workspace: Workspace, *, isolation: str = "auto",
-                 marks: dict | None = None):
+                 marks: dict | None = None, warm: bool = False, reuse_runs: bool = False):
+        """`warm`: keep a spare kernel started ahead for the next entry (a worker grading many).
+        `reuse_runs`: grade a kept run again instead of running an unchanged submission (a regrade)."""
         self.assignment = assignment
         self.marks = marks or {}   # (id, task) -> (points, comment): a TA's marks of manual items
         self.workspace = workspace
         self.reference = Artefacts(workspace.prepare(assignment))
         self.weights = workspace.store.describe(list(assignment.models))
         self.runner = SubmissionRunner(limits=assignment.limits, weight_store=workspace.store.root,
-                                       sandbox_base=workspace.sandbox_base, isolation=isolation)
+                                       sandbox_base=workspace.sandbox_base, isolation=isolation, warm=warm,
+                                       warm_imports=assignment.warm_imports)
         self.choice = notebook_choice(assignment)
+        self.run_cache = RunCache(workspace.runs_dir(assignment), inputs=workspace.run_inputs(assignment),
+                                  limits=assignment.limits, isolation=isolation,
+                                  harvest_source=assignment.harvest_source) if reuse_runs else None
+
+    def _data_mounts(self) -> dict[str, Path]:
+        return {f"data/{self.assignment.data_name}": self.workspace.data_dir(self.assignment)}
+
+    def close(self) -> None:
+        """Stop the spare kernel, if any: call when no more entries come."""
+        self.runner.close()
 
     def grade(self, entry: Path, out_root: Path, *, lateness: Lateness | None = None,
               student: str | None = None) -> dict:
@@ -73,11 +87,7 @@ class SubmissionGrader:
             data_prefix = f"data/{self.assignment.data_name}/"
             files = [f for f in submission.files
                      if not str(f.relative_to(submission.base)).startswith(data_prefix)]
-            run, executed = self.runner.run(
-                notebook, name=sid, files=files, files_base=submission.base,
-                data={data_prefix.rstrip("/"): self.workspace.data_dir(self.assignment)},
-                probes=self.workspace.probes_dir(self.assignment),
-                harvest_source=self.assignment.harvest_source, export_to=out / "artefacts")
+            run, executed = self._run(notebook, sid, files, submission.base, out / "artefacts")
         nbformat.write(executed, str(out / "executed.ipynb"))
         (out / "run.json").write_text(json.dumps(run.to_dict(), indent=2))
         student = Artefacts(out / "artefacts", unavailable_reason=_why_not_collected(run))
@@ -86,6 +96,20 @@ class SubmissionGrader:
         order = {task.id: i for i, task in enumerate(self.assignment.tasks)}
         verdicts.sort(key=lambda v: order.get(v.task, len(order)))
         return Grade(sid, self.assignment.name, verdicts, figures.items), run, attachments
+
+    def _run(self, notebook, sid: str, files: list[Path], base: Path, artefacts: Path):
+        """The sandbox run of the submission, or its kept run when nothing that decides it changed."""
+        key = self.run_cache.key(notebook, files, base) if self.run_cache else None
+        kept = self.run_cache.load(key, artefacts) if key else None
+        if kept is not None:
+            return kept
+        run, executed = self.runner.run(
+            notebook, name=sid, files=files, files_base=base, data=self._data_mounts(),
+            probes=self.workspace.probes_dir(self.assignment),
+            harvest_source=self.assignment.harvest_source, export_to=artefacts)
+        if key:
+            self.run_cache.keep(key, run, executed, artefacts)
+        return run, executed
 
     def failed_grade(self, sid: str, status: str, message: str) -> Grade:
         """Zero on every task, each saying why: nothing could be run or collected."""

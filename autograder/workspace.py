@@ -3,6 +3,7 @@
     .cache/torch/               the weight store ($TORCH_HOME of the reference and every sandbox)
     .cache/probes/<a>/          grader-made hidden inputs
     .cache/reference/<a>/<key>/ the reference's values, computed once per (data, weights, probes, code)
+    .cache/runs/<a>/<key>/      submissions' runs kept for regrades (runcache.py)
     data/<a>/                   fixture data in the assignment's real layout (or --data: the real set)
 """
 from __future__ import annotations
@@ -58,14 +59,23 @@ class Workspace:
             if not data.exists():
                 if not build_data:
                     raise FileNotFoundError(f"no data for {assignment.name} at {data}")
-                _build_atomically(data, assignment.module("fixture_data").build)
+                build_atomically(data, assignment.module("fixture_data").build)
             probes = self.probes_dir(assignment)
             if not probes.exists():
                 def build_probes(folder: Path) -> None:
                     assignment.module("fixture_data").build_probes(folder)
                     assignment.module("expected").build_probe_inputs(folder)
-                _build_atomically(probes, build_probes)
+                build_atomically(probes, build_probes)
             return self._reference(assignment)
+
+    def run_inputs(self, assignment: Assignment) -> list[str]:
+        """What the grader puts into every sandbox of this assignment (runcache.py's key): the data,
+        the hidden probes and the weights."""
+        return [_tree_digest(self.data_dir(assignment)), _tree_digest(self.probes_dir(assignment)),
+                self.store.fingerprint(list(assignment.models))]
+
+    def runs_dir(self, assignment: Assignment) -> Path:
+        return self.cache / "runs" / assignment.name
 
     def reference_key(self, assignment: Assignment) -> str:
         digest = hashlib.sha256()
@@ -93,7 +103,7 @@ class Workspace:
             broken = {k: v["message"] for k, v in exporter.entries.items() if v["status"] != "ok"}
             if broken:
                 raise RuntimeError(f"the reference of {assignment.name} failed: {json.dumps(broken)[:2000]}")
-        _build_atomically(target, compute)
+        build_atomically(target, compute)
         return target
 
     @contextmanager
@@ -107,7 +117,7 @@ class Workspace:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _build_atomically(target: Path, build) -> None:
+def build_atomically(target: Path, build) -> None:
     """build(tmp) then rename: a crash leaves no half-made folder that looks finished."""
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))

@@ -6,9 +6,10 @@ The batch is made here in a temporary folder: copies of the correct entries that
 repository (submissions/fruits and tests/corpus/fruits: notebooks, modules, a folder, a zip), under
 new names. Each run is `grade.py batch --quiet` as a TA runs it, in its own process:
 1. 2 workers, a fresh --cache holding a copy of the weight store only (probes and reference values
-   are made first);
-2. the same command again: the reference cached (the regrade after a grader fix);
-3. 1 worker, the reference cached.
+   are made first, every entry is run);
+2. the same command again: the reference cached and every run kept (the regrade after a grader fix);
+3. 2 workers with --rerun: the reference cached, every entry run again;
+4. 1 worker with --rerun.
 Takes minutes; each figure is one run (ratios from this one run). Start it on a quiet machine: it
 waits, up to --wait-minutes, for the 1-minute load average to drop below --max-load, and prints the
 load before and after.
@@ -47,10 +48,10 @@ def wait_for_quiet(max_load: float, wait_minutes: float) -> None:
         print(f"WARNING: still busy after {wait_minutes:g} min (load {os.getloadavg()[0]:.2f}); measuring anyway")
 
 
-def run_batch(batch: Path, out: Path, cache: Path, workers: int) -> tuple[float, pd.DataFrame]:
+def run_batch(batch: Path, out: Path, cache: Path, workers: int, *extra: str) -> tuple[float, pd.DataFrame]:
     started = time.perf_counter()
     subprocess.run([sys.executable, "grade.py", "batch", str(batch), "--assignment", "fruits", "--out", str(out),
-                    "--workers", str(workers), "--cache", str(cache), "--quiet"],
+                    "--workers", str(workers), "--cache", str(cache), "--quiet", *extra],
                    cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - started
     return seconds, pd.read_csv(out / "grades.csv")
@@ -74,22 +75,23 @@ def main() -> None:
         shutil.copytree(REPO / ".cache" / "torch", cache / "torch")   # weights, but no probes or reference
         wait_for_quiet(args.max_load, args.wait_minutes)
         load_before = os.getloadavg()[0]
-        first, grades_first = run_batch(batch, scratch / "out-first", cache, workers=2)
-        second, grades_second = run_batch(batch, scratch / "out-second", cache, workers=2)
-        single, grades_single = run_batch(batch, scratch / "out-single", cache, workers=1)
+        first, grades_first = run_batch(batch, scratch / "out-first", cache, 2)
+        regrade, grades_regrade = run_batch(batch, scratch / "out-regrade", cache, 2)
+        double, grades_double = run_batch(batch, scratch / "out-double", cache, 2, "--rerun")
+        single, grades_single = run_batch(batch, scratch / "out-single", cache, 1, "--rerun")
         load_after = os.getloadavg()[0]
 
-    full = [int((g["total"] == g["max"]).sum()) for g in (grades_first, grades_second, grades_single)]
+    full = [int((g["total"] == g["max"]).sum()) for g in (grades_first, grades_regrade, grades_double, grades_single)]
     per_minute = lambda seconds: args.count / seconds * 60  # noqa: E731
     print(f"machine: {os.cpu_count()} cores; batch of {args.count} fruits submissions (copies of {len(CORRECT)} "
           f"correct entries); load average {load_before:.2f} before, {load_after:.2f} after; one run each")
-    print(f"full marks: {full[0]}, {full[1]}, {full[2]} of {args.count} (runs 1, 2, 3)")
-    print(f"1 worker,  reference cached       {single:7.1f} s   {per_minute(single):5.2f} submissions/min")
-    print(f"2 workers, reference cached       {second:7.1f} s   {per_minute(second):5.2f} submissions/min")
-    print(f"2 workers / 1 worker throughput   {single / second:7.2f}x")
-    print(f"2 workers, empty reference cache  {first:7.1f} s   (weights only: probes and reference made first)")
-    print(f"2 workers, reference cached       {second:7.1f} s")
-    print(f"second run / first run            {second / first:7.2f}x")
+    print(f"full marks: {', '.join(map(str, full))} of {args.count} (runs 1-4)")
+    print(f"1 worker,  every entry run, reference cached   {single:7.1f} s   {per_minute(single):5.2f} submissions/min")
+    print(f"2 workers, every entry run, reference cached   {double:7.1f} s   {per_minute(double):5.2f} submissions/min")
+    print(f"2 workers / 1 worker throughput                {single / double:7.2f}x")
+    print(f"2 workers, empty cache (weights only)          {first:7.1f} s   (probes and reference made first)")
+    print(f"2 workers, regrade: reference cached, runs kept {regrade:6.1f} s   {regrade / first:5.2f}x of the first run")
+    print(f"2 workers, --rerun: reference cached           {double:7.1f} s   {double / first:5.2f}x of the first run")
 
 
 if __name__ == "__main__":

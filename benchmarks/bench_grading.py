@@ -3,12 +3,16 @@
     .venv/bin/python benchmarks/bench_grading.py [NOTEBOOK] [--repeat 3]
 
 1. nbclient alone: the notebook executed by a plain NotebookClient (no sandbox, no harvest,
-   no graders, no report) in a folder holding it and data/fruits: the floor any harness pays.
-2. the harness: `grade.py check` of the same notebook in-process (sandbox, harvest, pytest
-   graders against the cached reference, results.json and report.html).
-3. the reference cache: a batch of submissions/fruits with an empty cache (reference computed
-   first), then the same batch again with the cache filled.
-Medians of --repeat runs for 1 and 2; ratios are of figures taken in this one run.
+   no graders, no report) in a folder holding it and data/fruits: what a bare run pays.
+2. the harness, cold: `grade.py check` of the same notebook in-process (sandbox, a fresh kernel,
+   harvest, pytest graders against the cached reference, results.json and report.html).
+3. the harness, warm: one batch worker grading the notebook again and again; each grade takes the
+   spare kernel started (torch imported) while the grade before it ran. The first grade, which
+   starts cold, is not counted.
+4. a batch of submissions/fruits with an empty cache (reference computed first, every entry run),
+   then the same batch again: the reference cached and the runs kept (a regrade), then with
+   --rerun (the reference cached, every entry run again).
+Medians of --repeat runs for 1-3; ratios are of figures taken in this one run.
 """
 from __future__ import annotations
 
@@ -53,18 +57,27 @@ def time_harness(notebook_path: Path, grader: SubmissionGrader) -> float:
         return time.perf_counter() - started
 
 
-def time_batches(folder: Path, workers: int) -> tuple[float, float, int]:
+def time_harness_warm(notebook_path: Path, assignment, workspace: Workspace, repeat: int) -> list[float]:
+    """Per-grade times of a batch worker in its steady state (each grade takes a spare kernel)."""
+    grader = SubmissionGrader(assignment, workspace, warm=True)
+    try:
+        time_harness(notebook_path, grader)   # cold: starts the first spare
+        return [time_harness(notebook_path, grader) for _ in range(repeat)]
+    finally:
+        grader.close()
+
+
+def time_batches(folder: Path, workers: int) -> tuple[float, float, float, int]:
     with tempfile.TemporaryDirectory() as scratch:
         cache = Path(scratch) / "cache"
         shutil.copytree(REPO / ".cache" / "torch", cache / "torch")  # weights, but no reference values
-        job = BatchJob("fruits", Path(scratch) / "out", cache, REPO / "data")
-        started = time.perf_counter()
-        rows = run_batch(job, folder, workers=workers, progress=False)
-        first = time.perf_counter() - started
-        started = time.perf_counter()
-        run_batch(job, folder, workers=workers, progress=False)
-        second = time.perf_counter() - started
-    return first, second, len(rows)
+        timings = []
+        for reuse in (True, True, False):   # first run, regrade, regrade with --rerun
+            job = BatchJob("fruits", Path(scratch) / "out", cache, REPO / "data", reuse_runs=reuse)
+            started = time.perf_counter()
+            rows = run_batch(job, folder, workers=workers, progress=False)
+            timings.append(time.perf_counter() - started)
+    return (*timings, len(rows))
 
 
 def main() -> None:
@@ -81,15 +94,18 @@ def main() -> None:
 
     bare = [time_nbclient_alone(args.notebook, workspace) for _ in range(args.repeat)]
     harness = [time_harness(args.notebook, grader) for _ in range(args.repeat)]
-    bare_median, harness_median = statistics.median(bare), statistics.median(harness)
-    print(f"nbclient alone        median {bare_median:6.2f} s   runs {', '.join(f'{t:.2f}' for t in bare)}")
-    print(f"harness (check)       median {harness_median:6.2f} s   runs {', '.join(f'{t:.2f}' for t in harness)}")
-    print(f"harness / nbclient    {harness_median / bare_median:6.2f}x")
+    warm = time_harness_warm(args.notebook, assignment, workspace, args.repeat)
+    medians = [statistics.median(t) for t in (bare, harness, warm)]
+    for label, times, median in zip(("nbclient alone", "harness, cold (check)", "harness, warm (batch)"),
+                                    (bare, harness, warm), medians):
+        print(f"{label:<24} median {median:6.2f} s   runs {', '.join(f'{t:.2f}' for t in times)}")
+    print(f"cold / nbclient          {medians[1] / medians[0]:6.2f}x")
+    print(f"warm / nbclient          {medians[2] / medians[0]:6.2f}x")
 
-    first, second, count = time_batches(REPO / "submissions" / "fruits", args.workers)
-    print(f"batch of {count}, empty reference cache   {first:6.2f} s")
-    print(f"batch of {count}, reference cached        {second:6.2f} s")
-    print(f"second run / first run           {second / first:6.2f}x")
+    first, regrade, rerun, count = time_batches(REPO / "submissions" / "fruits", args.workers)
+    print(f"batch of {count} ({args.workers} workers), empty cache            {first:6.2f} s")
+    print(f"  again: reference cached, runs kept (regrade)  {regrade:6.2f} s   {regrade / first:5.2f}x")
+    print(f"  again with --rerun: reference cached          {rerun:6.2f} s   {rerun / first:5.2f}x")
 
 
 if __name__ == "__main__":

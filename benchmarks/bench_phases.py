@@ -7,6 +7,9 @@ Grades NOTEBOOK in-process (reference cached) and splits its wall time with the 
 the student's other cells, the harvest (the grader's calls on hidden inputs, in the kernel),
 the sandbox's set-up and tear-down, and what the grader's process does after the run (pytest
 graders, results.json, report.html). Medians of --repeat runs; shares are of the same run's total.
+Two columns: cold (a fresh kernel, as `grade.py check` runs) and warm (a batch worker's steady
+state: each grade takes the spare kernel, torch already imported, started while the one before ran;
+its first, cold grade is not counted).
 """
 from __future__ import annotations
 
@@ -55,13 +58,20 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     workspace = Workspace(cache=REPO / ".cache", data_root=REPO / "data")
-    grader = SubmissionGrader(assignments.load(args.assignment), workspace)
-    runs = [one_run(grader, args.notebook.resolve()) for _ in range(args.repeat)]
-    total = statistics.median(r["total"] for r in runs)
+    assignment = assignments.load(args.assignment)
+    notebook = args.notebook.resolve()
+    cold = [one_run(SubmissionGrader(assignment, workspace), notebook) for _ in range(args.repeat)]
+    worker = SubmissionGrader(assignment, workspace, warm=True)
+    one_run(worker, notebook)   # starts cold, and starts the first spare
+    warm = [one_run(worker, notebook) for _ in range(args.repeat)]
+    worker.close()
     print(f"{args.notebook.name} ({args.assignment}), medians of {args.repeat} runs")
-    for phase in runs[0]:
-        value = statistics.median(r[phase] for r in runs)
-        print(f"  {phase:<52} {value:6.2f} s  {100 * value / total:5.1f} %")
+    print(f"  {'phase':<52} {'cold':>15}   {'warm (batch)':>15}")
+    totals = [statistics.median(r["total"] for r in runs) for runs in (cold, warm)]
+    for phase in cold[0]:
+        values = [statistics.median(r[phase] for r in runs) for runs in (cold, warm)]
+        print(f"  {phase:<52} " + "   ".join(f"{v:6.2f} s {100 * v / t:5.1f} %" for v, t in zip(values, totals)))
+    print(f"  warm / cold: {totals[1] / totals[0]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -62,10 +62,10 @@ def _normalised(message: str) -> str:
 @pytest.mark.slow
 def test_a_batch_on_the_cluster_grades_as_a_local_batch(entries, scheduler, tmp_path):
     local, cluster = tmp_path / "local", tmp_path / "cluster"
-    done = _grade("batch", str(entries), "--assignment", "fruits", "--out", str(local), "--workers", "2",
+    done = _grade("batch", str(entries), "--assignment", "fruits", "--out", str(local), "--workers", "2", "--rerun",
                   "--quiet", *LIMITS)
     assert done.returncode == 0, done.stderr[-3000:]
-    done = _grade("batch", str(entries), "--assignment", "fruits", "--out", str(cluster), "--scheduler", scheduler,
+    done = _grade("batch", str(entries), "--assignment", "fruits", "--out", str(cluster), "--scheduler", scheduler, "--rerun",
                   *LIMITS)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 workers, 2 threads" in done.stderr      # the progress output names the cluster it used

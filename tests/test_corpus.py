@@ -50,7 +50,7 @@ class CorpusBatches(dict):
         out = self.tmp_path_factory.mktemp(f"corpus-{assignment}")
         completed = subprocess.run(
             [sys.executable, "grade.py", "batch", str(CORPUS / assignment), "--assignment", assignment,
-             "--out", str(out), "--workers", "2", "--quiet", *LIMITS],
+             "--out", str(out), "--workers", "2", "--quiet", "--rerun", *LIMITS],
             cwd=REPO, capture_output=True, text=True, timeout=3600)
         assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
         self[assignment] = out

@@ -129,7 +129,7 @@ class HostileBatch:
         started = time.monotonic()
         self.completed = subprocess.run(
             [sys.executable, "grade.py", "batch", str(self.folder), "--assignment", "fruits", "--out", str(self.out),
-             "--workers", str(WORKERS), "--quiet", "--cell-timeout", str(CELL_TIMEOUT_S), "--timeout", str(TIMEOUT_S)],
+             "--workers", str(WORKERS), "--quiet", "--rerun", "--cell-timeout", str(CELL_TIMEOUT_S), "--timeout", str(TIMEOUT_S)],
             cwd=REPO, capture_output=True, text=True, timeout=3600)
         self.wall_s = time.monotonic() - started
         try:
@@ -142,7 +142,8 @@ class HostileBatch:
         self.leftover_processes = _processes_with(self.marker)
         self.after = {name: _digest(path) for name, path in self.watched.items()}
         # Only this batch's leftovers count (sandbox folders are named <id>-<random>).
-        ours = tuple(_safe(_sid(e)) + "-" for e in [*EXPECTED, *CORRECT])
+        # A worker's spare kernel waits in a sandbox named warm-<random> until a submission takes it.
+        ours = tuple(_safe(_sid(e)) + "-" for e in [*EXPECTED, *CORRECT]) + ("warm-",)
         self.new_sandboxes = {p for p in set(self.sandbox_base.iterdir()) - self.sandboxes_before
                               if p.name.startswith(ours)}
         self.cgroups = [p for p in Path("/sys/fs/cgroup").glob("**/autograder-*")

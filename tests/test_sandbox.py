@@ -521,3 +521,65 @@ def test_kernel_recovered_is_false_when_the_kernel_never_replies():
     execution = _Execution.__new__(_Execution)
     execution.client = SimpleNamespace(kc=SilentKernel())
     assert execution._kernel_recovered() is False
+
+
+# -- spare kernels (a batch worker's warm start) -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def spares(tmp_path_factory):
+    """Three submissions in a row through one warm runner: the first starts cold, the next two take
+    the spares started while the one before ran; then the runner is closed, as a worker ends."""
+    tmp = tmp_path_factory.mktemp("spares")
+    store = tmp / "store"
+    store.mkdir()
+    limits = Limits(cell_timeout_s=60, total_timeout_s=120, memory_bytes=2 * GiB, max_processes=MAX_PROCESSES)
+    cells = [("prelude", PRELUDE), ("seen", """\
+        report("torch_imported", "torch" in sys.modules)
+        report("names", sorted(n for n in globals() if not n.startswith("_")))
+        report("state_before", globals().get("STATE"))
+        STATE = "left by an earlier submission"
+        report("files", sorted(os.listdir(".")))
+        attempt("torch_name", lambda: torch)
+        open("left_by_me.txt", "w").write("for whoever comes next")
+        """)]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(textwrap.dedent(s)) for _, s in cells])
+    base = tmp / "sandboxes"
+    runner = SubmissionRunner(limits=limits, weight_store=store, sandbox_base=base, warm=True,
+                              warm_imports=("torch",))
+    runs = []
+    for name in ("first", "second", "third"):
+        own = tmp / name
+        own.mkdir()
+        (own / f"{name}.txt").write_text(name)
+        record, executed = runner.run(notebook, name=name, files=[own / f"{name}.txt"], files_base=own, data={},
+                                      probes=None, harvest_source=HARVEST, export_to=tmp / name / "export")
+        runs.append(SimpleNamespace(record=record, reports=printed_reports(executed)))
+    waiting = sorted(p.name for p in base.iterdir())   # the spare started during the third run
+    runner.close()
+    yield SimpleNamespace(runs=runs, waiting=waiting, left=sorted(p.name for p in base.iterdir()))
+
+
+def test_a_spare_kernel_has_imported_torch_but_bound_no_name(spares):
+    first, second, third = spares.runs
+    assert [r.record.warm_kernel for r in spares.runs] == [False, True, True]
+    for run in (second, third):
+        assert run.record.harvest_status == "ok" and run.record.outcome == "finished"
+        assert run.reports["torch_imported"] is True
+        assert "torch" not in run.reports["names"]
+        assert run.reports["torch_name"].startswith("NameError")   # forgetting `import torch` still fails
+    assert first.reports["torch_imported"] is False
+
+
+def test_each_submission_gets_its_own_kernel_folder_and_uid_from_a_spare(spares):
+    assert [r.reports["state_before"] for r in spares.runs] == [None, None, None]   # a fresh interpreter each
+    for name, run in zip(("first", "second", "third"), spares.runs):
+        assert run.reports["files"] == [f"{name}.txt"]     # nothing of the submission before it
+    if os.geteuid() == 0 and shutil.which("setpriv"):
+        uids = [r.reports["ids"][0] for r in spares.runs]
+        assert len(set(uids)) == 3 and min(uids) >= 100000
+
+
+def test_closing_the_runner_removes_its_spare(spares):
+    assert len(spares.waiting) == 1 and spares.waiting[0].startswith("warm-")
+    assert spares.left == []
+    assert not [p for p in Path("/sys/fs/cgroup").glob("*/autograder-warm-*") if p.is_dir()
+                and any(p.name.endswith(w.removeprefix("warm-")) for w in spares.waiting)]

@@ -1,0 +1,128 @@
+"""Regrades reuse a submission's run only when nothing that decides it changed (autograder/runcache.py)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from autograder.execution import CellRecord, RunRecord
+from autograder.runcache import RunCache
+from autograder.sandbox import GiB, Limits
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _cache(tmp_path, **changes) -> RunCache:
+    settings = dict(inputs=["data-digest", "probes-digest", "weights"], limits=Limits(), isolation="auto",
+                    harvest_source="def harvest(ns, ex, probes):\n    ex.write()\n")
+    settings.update(changes)
+    return RunCache(tmp_path / "runs", **settings)
+
+
+def _notebook(*sources: str) -> nbformat.NotebookNode:
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+
+
+def test_the_key_follows_what_the_kernel_runs_not_cell_ids(tmp_path):
+    (tmp_path / "helper.py").write_text("X = 1\n")
+    files = [tmp_path / "helper.py"]
+    cache = _cache(tmp_path)
+    key = cache.key(_notebook("a = 1", "b = 2"), files, tmp_path)
+    assert cache.key(_notebook("a = 1", "b = 2"), files, tmp_path) == key   # fresh random cell ids, same key
+    assert cache.key(_notebook("a = 1", "b = 3"), files, tmp_path) != key
+    assert cache.key(_notebook("b = 2", "a = 1"), files, tmp_path) != key
+    (tmp_path / "helper.py").write_text("X = 2\n")
+    assert cache.key(_notebook("a = 1", "b = 2"), files, tmp_path) != key
+
+
+@pytest.mark.parametrize("change", [
+    {"inputs": ["other data", "probes-digest", "weights"]},
+    {"inputs": ["data-digest", "probes-digest", "real weights"]},
+    {"limits": Limits(memory_bytes=2 * GiB)},
+    {"isolation": "uid"},
+    {"harvest_source": "def harvest(ns, ex, probes):\n    ex.value('x', lambda: 1)\n    ex.write()\n"},
+])
+def test_the_key_follows_data_weights_limits_isolation_and_harvest(tmp_path, change):
+    notebook = _notebook("a = 1")
+    assert _cache(tmp_path, **change).key(notebook, [], tmp_path) != _cache(tmp_path).key(notebook, [], tmp_path)
+
+
+def test_a_kept_run_comes_back_with_its_artefacts_and_says_when_it_ran(tmp_path):
+    cache = _cache(tmp_path)
+    artefacts = tmp_path / "artefacts"
+    artefacts.mkdir()
+    (artefacts / "manifest.json").write_text('{"entries": {}}')
+    record = RunRecord(cells=[CellRecord(0, "ok", "a = 1", seconds=0.1)], harvest_status="ok", seconds=3.0)
+    key = cache.key(_notebook("a = 1"), [], tmp_path)
+    assert cache.load(key, tmp_path / "nothing") is None
+    cache.keep(key, record, _notebook("a = 1"), artefacts)
+    kept, executed = cache.load(key, tmp_path / "back")
+    assert kept.reused_from and kept.cells == record.cells and kept.harvest_status == "ok"
+    assert executed.cells[0].source == "a = 1"
+    assert (tmp_path / "back" / "manifest.json").read_text() == '{"entries": {}}'
+
+
+@pytest.mark.parametrize("outcome", ["timeout", "not started"])
+def test_runs_the_machine_may_have_cut_short_are_not_kept(tmp_path, outcome):
+    cache = _cache(tmp_path)
+    (tmp_path / "artefacts").mkdir()
+    key = cache.key(_notebook("a = 1"), [], tmp_path)
+    cache.keep(key, RunRecord(outcome=outcome), _notebook("a = 1"), tmp_path / "artefacts")
+    assert cache.load(key, tmp_path / "back") is None
+
+
+def _batch(folder: Path, out: Path, *extra: str) -> pd.DataFrame:
+    done = subprocess.run([sys.executable, "grade.py", "batch", str(folder), "--assignment", "fruits", "--out", str(out),
+                           "--workers", "1", "--quiet", *extra], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return pd.read_csv(out / "grades.csv", dtype={"id": str}).set_index("id")
+
+
+def _run(out: Path, sid: str) -> dict:
+    return json.loads((out / sid / "run.json").read_text())
+
+
+@pytest.mark.slow
+def test_a_regrade_reuses_unchanged_runs_and_runs_changed_entries_again(tmp_path):
+    """Entries made unique to this test (a comment with a fresh id), so no earlier run is kept."""
+    folder = tmp_path / "entries"
+    folder.mkdir()
+    token = uuid.uuid4().hex
+    for name in ("alice_correct", "bob_buggy"):
+        notebook = nbformat.read(str(REPO / "submissions" / "fruits" / f"{name}.ipynb"), as_version=4)
+        notebook.cells.insert(0, nbformat.v4.new_code_cell(f"# {token}"))
+        nbformat.write(notebook, str(folder / f"{name}.ipynb"))
+    shutil.copy(REPO / "submissions" / "fruits" / "carol_module.py", folder / f"carol_{token[:8]}.py")
+    ids = sorted(p.stem for p in folder.iterdir())
+
+    first = _batch(folder, tmp_path / "first")
+    assert [_run(tmp_path / "first", sid)["reused_from"] for sid in ids] == ["", "", ""]
+    # One worker, three entries: the later two took spare kernels started while the one before ran.
+    assert sum(_run(tmp_path / "first", sid)["warm_kernel"] for sid in ids) == 2   # a module too
+
+    second = _batch(folder, tmp_path / "second")
+    tasks = [f"F{i}" for i in range(1, 9)]
+    pd.testing.assert_frame_equal(second[["total", *tasks, "status"]], first[["total", *tasks, "status"]])
+    assert first.loc["alice_correct", "total"] == first.loc["alice_correct", "max"] > first.loc["bob_buggy", "total"]
+    for sid in ids:
+        assert _run(tmp_path / "second", sid)["reused_from"]
+        assert 'id="reused"' in (tmp_path / "second" / sid / "report.html").read_text()
+        assert (tmp_path / "second" / sid / "executed.ipynb").is_file()
+
+    notebook = nbformat.read(str(folder / "bob_buggy.ipynb"), as_version=4)
+    notebook.cells[0].source += "\n# edited"
+    nbformat.write(notebook, str(folder / "bob_buggy.ipynb"))
+    _batch(folder, tmp_path / "third")
+    assert _run(tmp_path / "third", "bob_buggy")["reused_from"] == ""
+    assert _run(tmp_path / "third", "alice_correct")["reused_from"]
+
+    _batch(folder, tmp_path / "fourth", "--rerun")
+    assert [_run(tmp_path / "fourth", sid)["reused_from"] for sid in ids] == ["", "", ""]
+    assert 'id="reused"' not in (tmp_path / "fourth" / "alice_correct" / "report.html").read_text()
