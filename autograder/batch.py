@@ -34,6 +34,7 @@ class BatchJob:
     submission_times: Path | None = None   # the LMS's export (CSV: id, submitted_at); None: lateness not checked
     id_pattern: str | None = None     # regex with a group `id` for the student id; None: course.toml's, else the name
     reuse_runs: bool = True           # grade a kept run of an unchanged entry again (runcache.py); False: --rerun
+    warm_kernels: bool = True         # each worker keeps a spare kernel started ahead (execution.py)
 
     def load(self):
         return assignments.load(self.assignment, **dict(self.limit_overrides))
@@ -50,7 +51,8 @@ def _start_worker(job: BatchJob) -> None:
     from multiprocessing.util import Finalize
     from .pipeline import SubmissionGrader
     _worker_grader = SubmissionGrader(job.load(), job.workspace(), isolation=job.isolation,
-                                      marks=read_marks(job.marks), warm=True, reuse_runs=job.reuse_runs)
+                                      marks=read_marks(job.marks), warm=job.warm_kernels,
+                                      reuse_runs=job.reuse_runs)
     # A pool's worker ends with os._exit (no atexit): multiprocessing's finalizers still run.
     Finalize(_worker_grader, _worker_grader.close, exitpriority=10)
 
