@@ -583,3 +583,18 @@ def test_closing_the_runner_removes_its_spare(spares):
     assert spares.left == []
     assert not [p for p in Path("/sys/fs/cgroup").glob("*/autograder-warm-*") if p.is_dir()
                 and any(p.name.endswith(w.removeprefix("warm-")) for w in spares.waiting)]
+
+
+def test_a_private_uid_held_by_another_sandbox_or_process_is_not_drawn(tmp_path, monkeypatch):
+    import autograder.sandbox.jail as jail
+    taken_by_a_folder, taken_by_a_process, free = 100001, 100002, 100003
+    (tmp_path / "other-1234" / "work").mkdir(parents=True)
+    if os.geteuid() == 0:
+        os.chown(tmp_path / "other-1234" / "work", taken_by_a_folder, taken_by_a_folder)
+    else:   # without root no folder can be handed over: its owner is us, and that uid is in use too
+        taken_by_a_folder = os.getuid()
+    real_in_use = jail._uids_in_use
+    monkeypatch.setattr(jail, "_uids_in_use", lambda base: real_in_use(base) | {taken_by_a_process})
+    draws = iter([taken_by_a_folder, taken_by_a_process, free])
+    monkeypatch.setattr(jail.secrets, "randbelow", lambda n: next(draws) - jail.PRIVATE_UIDS.start)
+    assert jail._unused_uid(tmp_path) == free

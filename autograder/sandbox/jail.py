@@ -79,7 +79,7 @@ class Sandbox:
         self.probe_dir = self.runtime / "probes"
         self.kernel_log = self.root / "kernel.log"
         self.defences = Defences()
-        self.uid = 100000 + secrets.randbelow(60000)
+        self.uid = _unused_uid(Path(base))
         if isolation not in ISOLATION_LEVELS:
             raise ValueError(f"isolation must be one of {', '.join(ISOLATION_LEVELS)}, not {isolation!r}")
         self._use_bwrap = isolation in ("auto", "bwrap") and bubblewrap_works()
@@ -369,6 +369,38 @@ class Sandbox:
         self._remove_cgroups()
         self._unmount_tmpfs()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+PRIVATE_UIDS = range(100000, 160000)
+
+
+def _unused_uid(base: Path) -> int:
+    """A private uid that no process and no other sandbox of this base holds: two sandboxes alive
+    at once (two workers, or a run and the next one's spare) must never share a uid, or one
+    student's code could signal or read the other's kernel."""
+    for _ in range(100):
+        uid = PRIVATE_UIDS.start + secrets.randbelow(len(PRIVATE_UIDS))
+        if uid not in _uids_in_use(base):
+            return uid
+    raise RuntimeError(f"no unused private uid in {PRIVATE_UIDS}")
+
+
+def _uids_in_use(base: Path) -> set[int]:
+    used = set()
+    for work in base.glob("*/work"):   # folders are handed over before their kernel starts
+        try:
+            used.add(work.stat().st_uid)
+        except OSError:
+            continue
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("Uid:"):
+                    used.update(int(u) for u in line.split()[1:])
+                    break
+        except (OSError, ValueError):
+            continue
+    return used
 
 
 def _searchable_by_others(folder: Path) -> bool:
