@@ -21,10 +21,10 @@ from .attachments import Attachments, collect as collect_attachments
 from .execution import RunRecord, SubmissionRunner
 from .grading import run_graders
 from .intake import NotASubmission, NotebookChoice, contract_names, load_notebook, prepare, submission_id
-from .runcache import RunCache
 from .late import CourseRuleError, Lateness, gradebook_columns, load_course
 from .manual import collect_answers, manual_verdicts
 from .reports import write_report, write_results_json
+from .runcache import RunCache
 from .verdicts import Grade, Verdict
 from .workspace import Workspace
 

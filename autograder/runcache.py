@@ -26,6 +26,7 @@ import nbformat
 
 from .execution import RunRecord
 from .sandbox import Limits
+from .workspace import build_atomically
 
 REUSABLE_OUTCOMES = ("finished", "died", "memory")
 _PACKAGE = Path(__file__).resolve().parent
@@ -78,7 +79,6 @@ class RunCache:
         """Keep a run for later regrades (runs a busy machine may have cut short are not kept)."""
         if record.outcome not in REUSABLE_OUTCOMES or not artefacts.is_dir():
             return
-        from .workspace import build_atomically
         target = self.root / key
         if target.exists():
             return
