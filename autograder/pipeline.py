@@ -99,7 +99,7 @@ class SubmissionGrader:
 
     def _run(self, notebook, sid: str, files: list[Path], base: Path, artefacts: Path):
         """The sandbox run of the submission, or its kept run when nothing that decides it changed."""
-        key = self.run_cache.key(notebook, files, base) if self.run_cache else None
+        key = self.run_cache.key(sid, notebook, files, base) if self.run_cache else None
         kept = self.run_cache.load(key, artefacts) if key else None
         if kept is not None:
             return kept

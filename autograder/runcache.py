@@ -49,9 +49,12 @@ class RunCache:
         self.root = Path(root)
         self._inputs_digest = digest.hexdigest()
 
-    def key(self, notebook: nbformat.NotebookNode, files: list[Path], base: Path) -> str:
-        """The submission's part of the key: its notebook (as run) and every file beside it."""
+    def key(self, submission_id: str, notebook: nbformat.NotebookNode, files: list[Path], base: Path) -> str:
+        """The submission's part of the key: its id, its notebook (as run) and every file beside it.
+        The id keeps a run to the entry it came from: two students' identical folders are each run
+        (and their reports never call a first grade a regrade)."""
         digest = hashlib.sha256(self._inputs_digest.encode())
+        digest.update(f"{submission_id}\0".encode())
         # What the kernel runs: the cells' kinds and sources, and how the notebook was made (a module
         # cut into cells runs with other settings). Not cell ids: intake makes fresh ones for a module.
         cells = [(cell.get("cell_type"), cell.get("source")) for cell in notebook.get("cells", [])]

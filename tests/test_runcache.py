@@ -34,12 +34,24 @@ def test_the_key_follows_what_the_kernel_runs_not_cell_ids(tmp_path):
     (tmp_path / "helper.py").write_text("X = 1\n")
     files = [tmp_path / "helper.py"]
     cache = _cache(tmp_path)
-    key = cache.key(_notebook("a = 1", "b = 2"), files, tmp_path)
-    assert cache.key(_notebook("a = 1", "b = 2"), files, tmp_path) == key   # fresh random cell ids, same key
-    assert cache.key(_notebook("a = 1", "b = 3"), files, tmp_path) != key
-    assert cache.key(_notebook("b = 2", "a = 1"), files, tmp_path) != key
+    key = cache.key("s1", _notebook("a = 1", "b = 2"), files, tmp_path)
+    assert cache.key("s1", _notebook("a = 1", "b = 2"), files, tmp_path) == key   # fresh random cell ids, same key
+    assert cache.key("s1", _notebook("a = 1", "b = 3"), files, tmp_path) != key
+    assert cache.key("s1", _notebook("b = 2", "a = 1"), files, tmp_path) != key
     (tmp_path / "helper.py").write_text("X = 2\n")
-    assert cache.key(_notebook("a = 1", "b = 2"), files, tmp_path) != key
+    assert cache.key("s1", _notebook("a = 1", "b = 2"), files, tmp_path) != key
+
+
+def test_a_run_serves_only_the_entry_it_came_from(tmp_path):
+    """Two students' identical folders (the same relative file names) are each run: a first grade
+    is never another student's run called a regrade."""
+    for student in ("alice", "bob"):
+        (tmp_path / student).mkdir()
+        (tmp_path / student / "helper.py").write_text("X = 1\n")
+    cache = _cache(tmp_path)
+    keys = [cache.key(s, _notebook("a = 1"), [tmp_path / s / "helper.py"], tmp_path / s) for s in ("alice", "bob")]
+    assert keys[0] != keys[1]
+    assert cache.key("alice", _notebook("a = 1"), [tmp_path / "alice" / "helper.py"], tmp_path / "alice") == keys[0]
 
 
 @pytest.mark.parametrize("change", [
@@ -51,7 +63,7 @@ def test_the_key_follows_what_the_kernel_runs_not_cell_ids(tmp_path):
 ])
 def test_the_key_follows_data_weights_limits_isolation_and_harvest(tmp_path, change):
     notebook = _notebook("a = 1")
-    assert _cache(tmp_path, **change).key(notebook, [], tmp_path) != _cache(tmp_path).key(notebook, [], tmp_path)
+    assert _cache(tmp_path, **change).key("s1", notebook, [], tmp_path) != _cache(tmp_path).key("s1", notebook, [], tmp_path)
 
 
 def test_a_kept_run_comes_back_with_its_artefacts_and_says_when_it_ran(tmp_path):
@@ -60,7 +72,7 @@ def test_a_kept_run_comes_back_with_its_artefacts_and_says_when_it_ran(tmp_path)
     artefacts.mkdir()
     (artefacts / "manifest.json").write_text('{"entries": {}}')
     record = RunRecord(cells=[CellRecord(0, "ok", "a = 1", seconds=0.1)], harvest_status="ok", seconds=3.0)
-    key = cache.key(_notebook("a = 1"), [], tmp_path)
+    key = cache.key("s1", _notebook("a = 1"), [], tmp_path)
     assert cache.load(key, tmp_path / "nothing") is None
     cache.keep(key, record, _notebook("a = 1"), artefacts)
     kept, executed = cache.load(key, tmp_path / "back")
@@ -73,7 +85,7 @@ def test_a_kept_run_comes_back_with_its_artefacts_and_says_when_it_ran(tmp_path)
 def test_runs_the_machine_may_have_cut_short_are_not_kept(tmp_path, outcome):
     cache = _cache(tmp_path)
     (tmp_path / "artefacts").mkdir()
-    key = cache.key(_notebook("a = 1"), [], tmp_path)
+    key = cache.key("s1", _notebook("a = 1"), [], tmp_path)
     cache.keep(key, RunRecord(outcome=outcome), _notebook("a = 1"), tmp_path / "artefacts")
     assert cache.load(key, tmp_path / "back") is None
 
