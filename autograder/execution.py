@@ -23,7 +23,7 @@ from jupyter_core.utils import ensure_async, run_sync
 from nbclient.exceptions import CellControlSignal, DeadKernelError
 
 from .artefacts import ENCODER_SOURCE, copy_out
-from .sandbox import Limits, Sandbox
+from .sandbox import Limits, Sandbox, remove_left_behind
 
 TIMEOUT_ENAME = "CellTimeoutError"
 HARVEST_TIMEOUT_S = 180
@@ -163,6 +163,7 @@ class SubmissionRunner:
         self.warm = warm
         self.warm_imports = warm_imports   # assignment.toml: the template's heavy imports
         self._spare: _Spare | None = None
+        self._swept = False
 
     def run(self, notebook: nbformat.NotebookNode, *, name: str, files: list[Path], files_base: Path,
             data: dict[str, Path], probes: Path | None, harvest_source: str,
@@ -227,6 +228,9 @@ class SubmissionRunner:
 
     def _new_sandbox(self, name: str, data: dict[str, Path]) -> Sandbox:
         self.sandbox_base.mkdir(parents=True, exist_ok=True)
+        if not self._swept:   # once per runner: what a killed grader left here
+            remove_left_behind(self.sandbox_base)
+            self._swept = True
         sandbox = Sandbox(self.sandbox_base, name, self.limits, weight_store=self.weight_store,
                           isolation=self.isolation).__enter__()
         try:

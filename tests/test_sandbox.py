@@ -17,6 +17,8 @@ import re
 import secrets
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import textwrap
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ import nbformat
 import pytest
 
 from autograder.execution import RunRecord, SubmissionRunner, _Execution
-from autograder.sandbox import GiB, Limits, bubblewrap_works
+from autograder.sandbox import GiB, Limits, Sandbox, bubblewrap_works, remove_left_behind
 
 needs_bwrap = pytest.mark.skipif(
     not (bubblewrap_works() and shutil.which("setpriv")),
@@ -598,3 +600,40 @@ def test_a_private_uid_held_by_another_sandbox_or_process_is_not_drawn(tmp_path,
     draws = iter([taken_by_a_folder, taken_by_a_process, free])
     monkeypatch.setattr(jail.secrets, "randbelow", lambda n: next(draws) - jail.PRIVATE_UIDS.start)
     assert jail._unused_uid(tmp_path) == free
+
+
+def _cgroups_of(root: Path) -> list[Path]:
+    name = f"autograder-{root.name}"
+    cgroups = Path("/sys/fs/cgroup")
+    return [g for g in (cgroups / name, cgroups / "memory" / name, cgroups / "pids" / name) if g.is_dir()]
+
+
+@needs_bwrap
+def test_a_killed_grader_s_sandbox_is_removed_by_the_next_runner_and_a_live_one_is_not(tmp_path):
+    """SIGKILL gives a grader no clean-up: its sandbox's tmpfs (memory) and cgroups stay until the
+    next runner on the same base removes them."""
+    base = tmp_path / "sandboxes"
+    code = textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from autograder.sandbox import Limits, Sandbox
+        box = Sandbox(Path({str(base)!r}), "killed", Limits(), weight_store=Path({str(tmp_path)!r})).__enter__()
+        print(box.root, flush=True)
+        time.sleep(60)
+    """)
+    grader = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parent.parent,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        left = Path(grader.stdout.readline().strip())
+    finally:
+        grader.kill()   # the process this test started, by its id
+        grader.wait(timeout=10)
+    assert left.name.startswith("killed-") and os.path.ismount(left) and _cgroups_of(left)
+
+    with Sandbox(base, "alive", Limits(), weight_store=tmp_path) as alive:
+        runner = SubmissionRunner(limits=Limits(), weight_store=tmp_path, sandbox_base=base)
+        runner._new_sandbox("next", {}).__exit__(None, None, None)
+        assert not left.exists() and not os.path.ismount(left) and not _cgroups_of(left)
+        assert alive.root.is_dir() and os.path.ismount(alive.root) and _cgroups_of(alive.root)
+        assert remove_left_behind(base) == []
+    assert list(base.iterdir()) == []

@@ -39,6 +39,7 @@ LAUNCHER = Path(__file__).with_name("launch.py")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 ISOLATION_LEVELS = ("auto", "bwrap", "uid", "none")   # see Sandbox.__init__ and the README
 HARVEST_MEMORY_HEADROOM = 1.2   # RLIMIT_DATA's hard limit over the soft one (see wrap())
+OWNER_FILE = "owner"            # <root>/owner: "<pid> <start time>" of the grader process that made it
 
 
 @functools.lru_cache(maxsize=None)
@@ -106,6 +107,9 @@ class Sandbox:
             self._private_uid = False
             self.defences.lack("private uid", f"{self.root.parent} is not reachable by other users")
         self._mount_tmpfs()
+        # Who made it: a grader killed before it could clean up (SIGKILL, the OOM killer) leaves its
+        # sandboxes behind, and remove_left_behind() tells them from live ones by this.
+        (self.root / OWNER_FILE).write_text(f"{os.getpid()} {_start_time(os.getpid())}")
         for folder in (self.work, self.runtime, self.export_dir):
             folder.mkdir(parents=True)
         self._make_cgroups()
@@ -369,6 +373,51 @@ class Sandbox:
         self._remove_cgroups()
         self._unmount_tmpfs()
         shutil.rmtree(self.root, ignore_errors=True)
+
+    @classmethod
+    def left_behind(cls, root: Path) -> "Sandbox":
+        """Enough of a sandbox another grader made and could not remove, for __exit__ to kill what
+        runs in it and remove its cgroups, tmpfs and folder."""
+        sandbox = cls.__new__(cls)
+        sandbox.root = root
+        name = f"autograder-{root.name}"
+        sandbox._cgroups = [g for g in (CGROUP_ROOT / name, CGROUP_ROOT / "memory" / name, CGROUP_ROOT / "pids" / name)
+                            if g.is_dir()]
+        sandbox._tmpfs = os.path.ismount(root)
+        try:
+            sandbox.uid = (root / "work").stat().st_uid
+        except OSError:
+            sandbox.uid = 0
+        sandbox._private_uid = sandbox.uid in PRIVATE_UIDS
+        return sandbox
+
+
+def remove_left_behind(base: Path) -> list[Path]:
+    """Remove the sandboxes in `base` whose grader is gone: killed with SIGKILL or by the OOM killer,
+    it ran no clean-up, and its sandboxes' tmpfs mounts (memory) and cgroups would stay until a
+    reboot. Their kernels died with it (bubblewrap's --die-with-parent); what is left in their
+    cgroups or runs as their uid is killed. A sandbox without an owner file is still being built."""
+    removed = []
+    for root in sorted(Path(base).glob("*")):
+        try:
+            pid, started = (root / OWNER_FILE).read_text().split()
+            if _start_time(int(pid)) == started:
+                continue   # its grader is alive
+        except (OSError, ValueError):
+            continue
+        Sandbox.left_behind(root).__exit__(None, None, None)
+        removed.append(root)
+    return removed
+
+
+def _start_time(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot: field 22 of /proc/PID/stat), None if it is
+    gone; a pid and its start time name one process even after the pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
 
 
 PRIVATE_UIDS = range(100000, 160000)
