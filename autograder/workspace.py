@@ -79,9 +79,8 @@ class Workspace:
 
     def reference_key(self, assignment: Assignment) -> str:
         digest = hashlib.sha256()
-        for folder in (self.data_dir(assignment), self.probes_dir(assignment)):
-            digest.update(_tree_digest(folder).encode())
-        digest.update(self.store.fingerprint(list(assignment.models)).encode())
+        for part in self.run_inputs(assignment):   # data, probes, weights: the same bytes as before
+            digest.update(part.encode())
         for source in assignment.source_files():
             digest.update(source.read_bytes() if source.exists() else b"-")
         from importlib.metadata import version  # not `import torch`: workers stay light

@@ -335,17 +335,7 @@ class Sandbox:
         """Every process running as the sandbox's private uid (a daemon that left its session too)."""
         if not self._private_uid:
             return set()
-        pids = set()
-        for status in Path("/proc").glob("[0-9]*/status"):
-            try:
-                for line in status.read_text().splitlines():
-                    if line.startswith("Uid:"):
-                        if str(self.uid) in line.split()[1:]:
-                            pids.add(int(status.parent.name))
-                        break
-            except (OSError, ValueError):
-                continue
-        return pids
+        return {pid for pid, uids in _process_uids() if self.uid in uids}
 
     def _cgroup_pids(self) -> set[int]:
         pids: set[int] = set()
@@ -427,9 +417,10 @@ def _unused_uid(base: Path) -> int:
     """A private uid that no process and no other sandbox of this base holds: two sandboxes alive
     at once (two workers, or a run and the next one's spare) must never share a uid, or one
     student's code could signal or read the other's kernel."""
+    used = _uids_in_use(base)
     for _ in range(100):
         uid = PRIVATE_UIDS.start + secrets.randbelow(len(PRIVATE_UIDS))
-        if uid not in _uids_in_use(base):
+        if uid not in used:
             return uid
     raise RuntimeError(f"no unused private uid in {PRIVATE_UIDS}")
 
@@ -441,15 +432,21 @@ def _uids_in_use(base: Path) -> set[int]:
             used.add(work.stat().st_uid)
         except OSError:
             continue
+    for _pid, uids in _process_uids():
+        used.update(uids)
+    return used
+
+
+def _process_uids():
+    """(pid, {real, effective, saved, fs uid}) of every process on the machine."""
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
             for line in status.read_text().splitlines():
                 if line.startswith("Uid:"):
-                    used.update(int(u) for u in line.split()[1:])
+                    yield int(status.parent.name), {int(u) for u in line.split()[1:]}
                     break
         except (OSError, ValueError):
             continue
-    return used
 
 
 def _searchable_by_others(folder: Path) -> bool:
