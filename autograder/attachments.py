@@ -13,8 +13,9 @@ Everything here runs in the grader's process on files a student made, so each fi
   length cannot make the reader allocate gigabytes. Series are named like graders/wikiart/harvest.py's
   read_scalars names them ('<sub folder>/<tag>'), relative to the folder holding all the logs.
 - documents (.pdf, .doc, .docx, .odt): listed by name and size; a PDF's first page is rendered by
-  Debian's pdftoppm (poppler-utils) in a temporary folder, under a timeout and limits on the file it
-  writes, its memory and its CPU time. Without pdftoppm the report says so.
+  Debian's pdftoppm (poppler-utils) in a jail of its own (sandbox/tools.py: no network, a private
+  uid, only a copy of the PDF and its output folder visible), under a timeout and limits on the file
+  it writes, its memory and its CPU time. Without pdftoppm the report says so.
 """
 from __future__ import annotations
 
@@ -23,13 +24,14 @@ import contextlib
 import logging
 import math
 import os
-import resource
 import shutil
 import struct
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .sandbox.tools import ToolJail
 
 MAX_EVENT_FILES = 32
 MAX_EVENT_FILE_BYTES = 16 * 1024 * 1024      # ~4 s of tensorboard's pure-Python reading
@@ -240,33 +242,26 @@ def pdf_thumbnail(path: Path) -> tuple[str | None, str]:
     with open(path, "rb") as handle:
         if b"%PDF-" not in handle.read(1024):
             return None, "no thumbnail: the file is not a PDF (no %PDF- header in its first KiB)"
-    with tempfile.TemporaryDirectory(prefix="thumbnail-") as scratch:
-        prefix, messages = Path(scratch) / "page", Path(scratch) / "messages.txt"
+    jail = ToolJail(path, file_bytes=THUMBNAIL_MAX_BYTES, memory_bytes=TOOL_MEMORY_BYTES,
+                    cpu_seconds=PDFTOPPM_TIMEOUT_S)
+    with jail, tempfile.TemporaryDirectory(prefix="thumbnail-") as scratch:
+        messages = Path(scratch) / "messages.txt"
         command = [tool, "-png", "-f", "1", "-l", "1", "-scale-to", str(THUMBNAIL_PIXELS), "-singlefile",
-                   str(path.resolve()), str(prefix)]   # absolute: a name starting with '-' is no option
+                   jail.input, f"{jail.out}/page"]
         try:
             with open(messages, "wb") as log:
-                done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=scratch,
-                                      timeout=PDFTOPPM_TIMEOUT_S, preexec_fn=_limit_tool)
+                code = jail.run(command, stdout=log, stderr=log, timeout=PDFTOPPM_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             return None, f"no thumbnail: pdftoppm needed more than {PDFTOPPM_TIMEOUT_S} s for the first page"
         except OSError as error:
             return None, f"no thumbnail: pdftoppm could not be started ({error.strerror})"
-        picture = prefix.with_suffix(".png")
-        if done.returncode != 0 or not picture.is_file():
+        data = jail.output("page.png", THUMBNAIL_MAX_BYTES) if code == 0 else None
+        if data is None:
             said = _last_line(messages)
-            return None, f"no thumbnail: pdftoppm could not render the first page ({said or f'exit {done.returncode}'})"
-        data = picture.read_bytes()
+            return None, f"no thumbnail: pdftoppm could not render the first page ({said or f'exit {code}'})"
     if not data.startswith(PNG_SIGNATURE):
         return None, "no thumbnail: pdftoppm wrote no PNG"
     return base64.b64encode(data).decode("ascii"), ""
-
-
-def _limit_tool() -> None:
-    """In the child, before exec: the picture it may write, its memory and its CPU time, all bounded."""
-    resource.setrlimit(resource.RLIMIT_FSIZE, (THUMBNAIL_MAX_BYTES, THUMBNAIL_MAX_BYTES))
-    resource.setrlimit(resource.RLIMIT_AS, (TOOL_MEMORY_BYTES, TOOL_MEMORY_BYTES))
-    resource.setrlimit(resource.RLIMIT_CPU, (PDFTOPPM_TIMEOUT_S, PDFTOPPM_TIMEOUT_S))
 
 
 def _last_line(path: Path) -> str:

@@ -19,11 +19,9 @@ import json
 import lzma
 import os
 import re
-import resource
 import shutil
 import signal
 import stat
-import subprocess
 import tarfile
 import time
 import zipfile
@@ -33,12 +31,15 @@ from pathlib import Path
 
 import nbformat
 
+from .sandbox.tools import ToolJail
+
 MAX_UNPACKED_BYTES = 256 * 1024 * 1024
 MAX_FILES = 2000
 MAX_SOURCE_BYTES = 20 * 1024 * 1024
 IGNORED = {"__MACOSX", ".ipynb_checkpoints", "__pycache__", ".git"}
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar", ".gz", ".rar")   # ".gz": the handout's "zip/rar/gz"
 UNAR_TIMEOUT_S = 120
+TOOL_MEMORY_BYTES = 1024 * 1024 * 1024   # unar's address space (it needs ~300 MiB)
 LISTING_CAP_BYTES = 16 * 1024 * 1024   # lsar's JSON listing: ~700 bytes a member, far above MAX_FILES
 UNAR_MISSING = (".rar archives need unar, which is not installed on this grader "
                 "(setup.sh installs it: apt-get install unar); a TA will unpack this submission by hand")
@@ -328,15 +329,14 @@ def _untar(archive: Path, target: Path) -> None:
 
 
 def _unrar(archive: Path, target: Path) -> None:
-    """Unpack with Debian's unar: its listing (lsar) checked first, the unpacking watched for size and
-    time, and every path that landed in the scratch folder checked again."""
+    """Unpack with Debian's unar, jailed (sandbox/tools.py): its listing (lsar) checked first, the
+    unpacking watched for size and time, and every path it wrote checked again before it is used."""
     unar, lsar = shutil.which("unar"), shutil.which("lsar")
     if unar is None or lsar is None:
         raise NotASubmission(UNAR_MISSING)
-    archive = archive.resolve()   # an absolute path: never taken for an option
     messages, listing = target.parent / "unar-messages.txt", target.parent / "lsar.json"
-    code = _run_watched([lsar, "-json", "-no-recursion", str(archive)], stdout=listing, messages=messages,
-                        file_cap=LISTING_CAP_BYTES)
+    code = _run_watched(archive, lambda jail: [lsar, "-json", "-no-recursion", jail.input],
+                        stdout=listing, messages=messages, file_cap=LISTING_CAP_BYTES)
     if code == -signal.SIGXFSZ:  # a listing this long names far more than MAX_FILES members
         _check_bounds(MAX_FILES + 1, 0)
     try:
@@ -351,38 +351,39 @@ def _unrar(archive: Path, target: Path) -> None:
         _check_kind(name, link=bool(member.get("XADIsLink")))
         if member.get("XADIsEncrypted"):
             raise NotASubmission(f"the archive is password-protected ({name!r}); hand it in without a password")
-    target.mkdir(parents=True)
-    code = _run_watched([unar, "-quiet", "-no-recursion", "-no-directory", "-force-overwrite",
-                         "-output-directory", str(target), str(archive)],
-                        stdout=messages, messages=messages, file_cap=MAX_UNPACKED_BYTES, watch=target)
+    code = _run_watched(archive, lambda jail: [unar, "-quiet", "-no-recursion", "-no-directory",
+                                               "-force-overwrite", "-output-directory", jail.out, jail.input],
+                        stdout=messages, messages=messages, file_cap=MAX_UNPACKED_BYTES, keep=target)
     if code == -signal.SIGXFSZ:  # one file alone reached the size bound
         _check_bounds(0, MAX_UNPACKED_BYTES + 1)
     if code != 0:
         raise NotASubmission(f"the archive cannot be read ({_last_line(messages) or f'unar exited with {code}'})")
-    _check_unpacked(target)
 
 
-def _run_watched(command: list[str], *, stdout: Path, messages: Path, file_cap: int,
-                 watch: Path | None = None) -> int:
-    """Run an unpacking tool with every file it writes capped at `file_cap` bytes and a deadline; while
-    it runs, the folder it fills (`watch`) is measured and the tool stopped past a bound."""
-    def cap_file_size():  # in the child, before exec
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_cap + 1, file_cap + 1))
-
-    with open(stdout, "ab") as out, open(messages, "ab") as err:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                   preexec_fn=cap_file_size)
-    deadline = time.monotonic() + UNAR_TIMEOUT_S
-    while process.poll() is None:
-        past_bound = watch is not None and _past_bounds(watch)
-        if past_bound or time.monotonic() > deadline:
-            process.kill()
-            process.wait()
-            if past_bound:
-                _check_bounds(*past_bound)
-            raise NotASubmission(f"unpacking the archive took more than {UNAR_TIMEOUT_S} s")
-        time.sleep(0.05)
-    return process.returncode
+def _run_watched(archive: Path, command, *, stdout: Path, messages: Path, file_cap: int,
+                 keep: Path | None = None) -> int:
+    """Run an unpacking tool, jailed, on a copy of `archive`: every file it writes capped at `file_cap`
+    bytes, a deadline, and the folder it fills measured while it runs (the tool stopped past a bound).
+    `keep`: where what it unpacked goes once it has passed the archive checks."""
+    with ToolJail(archive, file_bytes=file_cap + 1, memory_bytes=TOOL_MEMORY_BYTES,
+                  cpu_seconds=UNAR_TIMEOUT_S) as jail:
+        with open(stdout, "ab") as out, open(messages, "ab") as err:
+            process = jail.popen(command(jail), stdout=out, stderr=err)
+        deadline = time.monotonic() + UNAR_TIMEOUT_S
+        while process.poll() is None:
+            past_bound = keep is not None and _past_bounds(jail.out_dir)
+            if past_bound or time.monotonic() > deadline:
+                jail.kill(process)
+                if past_bound:
+                    _check_bounds(*past_bound)
+                raise NotASubmission(f"unpacking the archive took more than {UNAR_TIMEOUT_S} s")
+            time.sleep(0.05)
+        code = jail.exit_status(process.returncode)
+        if keep is not None and code == 0:
+            _check_unpacked(jail.out_dir)   # before anything is opened or moved: links, special files
+            jail.hand_back()
+            shutil.move(str(jail.out_dir), str(keep))
+        return code
 
 
 def _past_bounds(folder: Path) -> tuple[int, int] | None:

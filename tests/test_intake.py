@@ -590,21 +590,24 @@ def test_what_a_tool_unpacked_is_checked_again(tmp_path):
 
 def test_an_unpacking_tool_is_stopped_at_the_file_count_bound(tmp_path, monkeypatch):
     monkeypatch.setattr(intake, "MAX_FILES", 5)
-    folder = tmp_path / "out"
-    folder.mkdir()
-    writer = ("import pathlib, sys, time\n"
-              "for i in range(10_000):\n"
-              "    pathlib.Path(sys.argv[1], f'{i}.txt').touch(); time.sleep(0.01)\n")
+    archive, kept = tmp_path / "entry.rar", tmp_path / "kept"
+    archive.write_bytes(b"Rar!")
+    writer = 'i=0; while [ $i -lt 10000 ]; do touch "$1/$i.txt"; echo $i; i=$((i+1)); sleep 0.01; done'
     with pytest.raises(NotASubmission, match="more than 5 files"):
-        intake._run_watched([sys.executable, "-c", writer, str(folder)], stdout=tmp_path / "out.txt",
-                            messages=tmp_path / "messages.txt", file_cap=2**20, watch=folder)
-    assert len(list(folder.iterdir())) < 100   # stopped early, not left to write its 10,000 files
+        intake._run_watched(archive, lambda jail: ["/bin/sh", "-c", writer, "writer", jail.out],
+                            stdout=tmp_path / "out.txt", messages=tmp_path / "messages.txt", file_cap=2**20,
+                            keep=kept)
+    written = (tmp_path / "out.txt").read_text().split()
+    assert int(written[-1]) < 100   # stopped early, not left to write its 10,000 files
+    assert not kept.exists()         # and nothing of it is kept
 
 
 def test_an_unpacking_tool_cannot_write_a_file_past_the_cap(tmp_path):
     # `head` copies 5000 bytes to its output file; the cap kills it with SIGXFSZ at 1000.
-    code = intake._run_watched(["head", "-c", "5000", "/dev/zero"], stdout=tmp_path / "big.bin",
-                               messages=tmp_path / "messages.txt", file_cap=1000)
+    archive = tmp_path / "entry.rar"
+    archive.write_bytes(b"Rar!")
+    code = intake._run_watched(archive, lambda jail: ["head", "-c", "5000", "/dev/zero"],
+                               stdout=tmp_path / "big.bin", messages=tmp_path / "messages.txt", file_cap=1000)
     assert code == -signal.SIGXFSZ
     assert (tmp_path / "big.bin").stat().st_size <= 1001
 

@@ -596,7 +596,7 @@ def test_a_private_uid_held_by_another_sandbox_or_process_is_not_drawn(tmp_path,
     else:   # without root no folder can be handed over: its owner is us, and that uid is in use too
         taken_by_a_folder = os.getuid()
     real_in_use = jail._uids_in_use
-    monkeypatch.setattr(jail, "_uids_in_use", lambda base: real_in_use(base) | {taken_by_a_process})
+    monkeypatch.setattr(jail, "_uids_in_use", lambda base, folders: real_in_use(base, folders) | {taken_by_a_process})
     draws = iter([taken_by_a_folder, taken_by_a_process, free])
     monkeypatch.setattr(jail.secrets, "randbelow", lambda n: next(draws) - jail.PRIVATE_UIDS.start)
     assert jail._unused_uid(tmp_path) == free
@@ -637,3 +637,63 @@ def test_a_killed_grader_s_sandbox_is_removed_by_the_next_runner_and_a_live_one_
         assert alive.root.is_dir() and os.path.ismount(alive.root) and _cgroups_of(alive.root)
         assert remove_left_behind(base) == []
     assert list(base.iterdir()) == []
+
+
+# -- the jail of the system tools that read student files (unar, lsar, pdftoppm) ------------------
+TOOL_PROBE = """\
+id -u > uid
+cat "$1" > copy
+cat "$2" > leak 2>&1
+cat /etc/shadow > shadow 2>&1
+echo changed 2> input-write >> "$1"
+touch "$3/escaped" 2> escape-write
+cat /proc/net/dev > net 2>&1
+"""
+
+
+@pytest.mark.parametrize("level", ["bwrap", "uid"])
+def test_a_tool_reading_a_student_file_sees_only_a_copy_of_it_and_runs_as_nobody(tmp_path, level):
+    from autograder.sandbox.tools import TOOL_UIDS, ToolJail
+    if level == "bwrap" and not bubblewrap_works() or not shutil.which("setpriv") or os.geteuid() != 0:
+        pytest.skip("root, setpriv (and for the first level bubblewrap) are needed to jail a tool")
+    entry, secret = tmp_path / "entry.rar", tmp_path / "grader-secret.txt"
+    entry.write_bytes(b"Rar!\x1a\x07\x00 the student's bytes")
+    secret.write_text("cheese-4417")
+    secret.chmod(0o600)
+    tmp_path.chmod(0o755)   # even where the tool could reach the folder, the file stays closed to it
+    with ToolJail(entry, file_bytes=2**20, memory_bytes=2**30, cpu_seconds=10) as jail:
+        jail.use_bwrap = level == "bwrap"
+        seen_input = jail.input
+        code = jail.run(["/bin/sh", "-c", TOOL_PROBE, "probe", jail.input, str(secret), str(tmp_path)],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+        wrote = {p.name: p.read_text() for p in jail.out_dir.iterdir()}
+        jail.hand_back()
+        owners = {p.stat().st_uid for p in jail.out_dir.iterdir()}
+        scratch = jail.scratch
+    assert code == 0
+    assert int(wrote["uid"]) in TOOL_UIDS
+    assert wrote["copy"].encode() == entry.read_bytes()
+    assert "cheese-4417" not in wrote["leak"] and "root:" not in wrote["shadow"]
+    assert entry.read_bytes() == b"Rar!\x1a\x07\x00 the student's bytes" and wrote["input-write"]
+    assert not (tmp_path / "escaped").exists() and wrote["escape-write"]
+    assert owners == {0} and not scratch.exists()
+    if level == "bwrap":
+        assert seen_input.startswith("/job/") and "No such file" in wrote["leak"]
+        interfaces = [line.split(":")[0].strip() for line in wrote["net"].splitlines()[2:]]
+        assert interfaces == ["lo"]
+
+
+def test_a_tool_s_output_is_read_only_when_it_is_a_plain_file_of_its_own(tmp_path):
+    from autograder.sandbox.tools import ToolJail
+    entry = tmp_path / "report.pdf"
+    entry.write_bytes(b"%PDF-1.4")
+    with ToolJail(entry, file_bytes=2**20, memory_bytes=2**30, cpu_seconds=10) as jail:
+        (jail.out_dir / "page.png").symlink_to(entry)
+        (jail.out_dir / "big.png").write_bytes(b"x" * 100)
+        os.mkfifo(jail.out_dir / "fifo.png")
+        (jail.out_dir / "plain.png").write_bytes(b"\x89PNG")
+        assert jail.output("page.png", 1000) is None       # a link, to anything the grader may read
+        assert jail.output("big.png", 99) is None
+        assert jail.output("fifo.png", 1000) is None       # would block a reader for ever
+        assert jail.output("missing.png", 1000) is None
+        assert jail.output("plain.png", 1000) == b"\x89PNG"

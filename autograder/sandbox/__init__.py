@@ -1,4 +1,5 @@
-"""The sandbox room: where student code runs, and nothing else does."""
+"""The sandbox room: where student code runs (jail.py), and the system tools that read student files
+(unar, pdftoppm: tools.py)."""
 from .jail import Sandbox, bubblewrap_works, remove_left_behind
 from .limits import Defences, Limits, GiB, MiB
 

@@ -413,21 +413,22 @@ def _start_time(pid: int) -> str | None:
 PRIVATE_UIDS = range(100000, 160000)
 
 
-def _unused_uid(base: Path) -> int:
+def _unused_uid(base: Path, uids: range = PRIVATE_UIDS, handed_over: str = "*/work") -> int:
     """A private uid that no process and no other sandbox of this base holds: two sandboxes alive
     at once (two workers, or a run and the next one's spare) must never share a uid, or one
-    student's code could signal or read the other's kernel."""
-    used = _uids_in_use(base)
+    student's code could signal or read the other's kernel. `handed_over`: the glob (under `base`)
+    of the folders given to a uid before its process starts."""
+    used = _uids_in_use(base, handed_over)
     for _ in range(100):
-        uid = PRIVATE_UIDS.start + secrets.randbelow(len(PRIVATE_UIDS))
+        uid = uids.start + secrets.randbelow(len(uids))
         if uid not in used:
             return uid
-    raise RuntimeError(f"no unused private uid in {PRIVATE_UIDS}")
+    raise RuntimeError(f"no unused private uid in {uids}")
 
 
-def _uids_in_use(base: Path) -> set[int]:
+def _uids_in_use(base: Path, handed_over: str) -> set[int]:
     used = set()
-    for work in base.glob("*/work"):   # folders are handed over before their kernel starts
+    for work in base.glob(handed_over):   # folders are handed over before their process starts
         try:
             used.add(work.stat().st_uid)
         except OSError:
