@@ -57,18 +57,26 @@ class ToolJail:
     # -- the scratch folder -------------------------------------------------------------------
     def __enter__(self) -> "ToolJail":
         self.scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
+        try:
+            self._fill_scratch()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _fill_scratch(self) -> None:
         os.chmod(self.scratch, 0o755)          # mkdtemp's 0700 would shut the private uid out
         (self.scratch / "in").mkdir(mode=0o755)
         self.out_dir.mkdir(mode=0o755)
         # A copy, not the original: its folder may be closed to others, and the tool sees nothing
-        # of the entry beside it. Names inside are fixed, so no student name reaches a command line.
-        copy = self.scratch / "in" / ("input" + self.source.suffix.lower()[:8])
+        # of the entry beside it. The name is ours, so no student's file name reaches a command line.
+        suffix = "".join(c for c in self.source.suffix.lower() if c.isalnum())[:8]
+        copy = self.scratch / "in" / f"input.{suffix or 'bin'}"
         shutil.copyfile(self.source, copy)
         os.chmod(copy, 0o644)
         if self.private_uid:
             self.uid = _unused_uid(Path(tempfile.gettempdir()), TOOL_UIDS, handed_over=f"{SCRATCH_PREFIX}*/out")
             os.chown(self.out_dir, self.uid, self.uid)
-        return self
 
     @property
     def out_dir(self) -> Path:
