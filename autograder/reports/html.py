@@ -1,6 +1,7 @@
 """The student's feedback page (report.html), rendered with jinja2 from templates/report/."""
 from __future__ import annotations
 
+import traceback
 from pathlib import Path
 
 import jinja2
@@ -69,5 +70,25 @@ def render_report(assignment: Assignment, grade: Grade, run, weights: list[dict]
         manual_ids=[t.id for t in assignment.tasks if t.manual])
 
 
-def write_report(path: Path, *args, **kwargs) -> None:
-    path.write_text(render_report(*args, **kwargs), encoding="utf-8")
+def write_report(path: Path, assignment: Assignment, grade: Grade, run, weights: list[dict], summary: str,
+                 *, late=None, attachments=None) -> None:
+    """report.html; one that cannot be drawn (a harness bug in a picture or the template) becomes a
+    short page with the grade, and the error goes beside it in report-error.txt for a TA: the grade
+    in results.json and the gradebook stands."""
+    try:
+        page = render_report(assignment, grade, run, weights, summary, late=late, attachments=attachments)
+    except Exception:  # noqa: BLE001
+        (path.parent / "report-error.txt").write_text(traceback.format_exc())
+        write_plain_report(path, assignment.name, grade.submission_id, grade.score, grade.max_score, weights,
+                           f"{summary} The detailed report could not be drawn; a TA has been told "
+                           "(report-error.txt).")
+        return
+    path.write_text(page, encoding="utf-8")
+
+
+def write_plain_report(path: Path, assignment: str, submission: str, score: float, max_score: float,
+                       weights: list[dict], message: str) -> None:
+    """The shortest report: the grade, the weights it was computed with, and why there is nothing more."""
+    path.write_text(_ENV.get_template("plain_report.html.j2").render(
+        assignment=assignment, submission=submission, score=score, max_score=max_score, message=message,
+        standins=[w for w in weights if w["kind"] != "real"]), encoding="utf-8")
