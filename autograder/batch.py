@@ -19,6 +19,7 @@ from . import assignments, late
 from .intake import compile_id_pattern, discover, student_id, submission_id
 from .manual import read_marks, write_to_mark
 from .reports import write_gradebook
+from .runcache import DEFAULT_KEPT_BYTES, prune
 from .workspace import Workspace
 
 
@@ -35,6 +36,7 @@ class BatchJob:
     id_pattern: str | None = None     # regex with a group `id` for the student id; None: course.toml's, else the name
     reuse_runs: bool = True           # grade a kept run of an unchanged entry again (runcache.py); False: --rerun
     warm_kernels: bool = True         # each worker keeps a spare kernel started ahead (execution.py)
+    kept_runs_bytes: int = DEFAULT_KEPT_BYTES   # bound on <cache>/runs, pruned after the batch (least recently used first)
 
     def load(self):
         return assignments.load(self.assignment, **dict(self.limit_overrides))
@@ -131,6 +133,11 @@ def run_batch(job: BatchJob, folder: Path, workers: int = 2, progress: bool = Tr
         {"id": row["id"], "task": v.task, "points": marks.get((row["id"], v.task), ("", ""))[0],
          "comment": marks.get((row["id"], v.task), ("", ""))[1], "answer": v.message.split("Your answer:\n")[-1]}
         for row in ordered for v in row.get("_manual", [])])
+    if job.reuse_runs:
+        removed, freed = prune(job.cache / "runs", job.kept_runs_bytes)
+        if removed:
+            print(f"kept runs: removed the {removed} used longest ago ({freed / 2**30:.2f} GiB) to stay within "
+                  f"{job.kept_runs_bytes / 2**30:g} GiB (--kept-runs-gib)", file=sys.stderr)
     try:  # integrity.html only flags similar code for a TA: it changes no grade and must never stop the batch
         from .integrity import write_integrity_page
         write_integrity_page(job.out / "integrity.html", assignment, entries)

@@ -59,7 +59,8 @@ def cmd_batch(args) -> int:
                    args.isolation, _overrides(args, args.workers, spares=args.workers if warm else 0),
                    args.marks.resolve() if args.marks else None,
                    args.submission_times.resolve() if args.submission_times else None, args.id_pattern,
-                   reuse_runs=not args.rerun, warm_kernels=warm)
+                   reuse_runs=not args.rerun, warm_kernels=warm,
+                   **({"kept_runs_bytes": int(args.kept_runs_gib * 2**30)} if args.kept_runs_gib is not None else {}))
     try:
         rows = run_batch(job, args.folder, workers=args.workers, progress=not args.quiet, scheduler=args.scheduler)
     except (CourseRuleError, ClusterError) as error:   # course.toml, times, id pattern; the Dask scheduler or workers
@@ -204,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--rerun", action="store_true",
                        help="run every entry again, even where a kept run of the same notebook, data, weights, "
                             "limits and harness exists (by default a regrade reuses it: runcache.py)")
+    batch.add_argument("--kept-runs-gib", type=float, metavar="GIB",
+                       help="bound on the runs kept for regrades (every assignment's, in --cache); after the batch the "
+                            "ones used longest ago are removed (default: runcache.DEFAULT_KEPT_BYTES, 4 GiB)")
     batch.add_argument("--marks", type=Path, help="a TA's marks of the manual items: to_mark.csv with points filled in")
     batch.add_argument("--submission-times", type=Path, metavar="CSV",
                        help="the LMS's times (columns id,submitted_at): applies graders/<a>/course.toml's late policy")

@@ -13,11 +13,15 @@ What is kept is what a fresh run leaves in the out folder: safe-format artefacts
 allow_pickle=False like a fresh run's), the run record and the executed notebook; nothing the
 student's code can reach. Runs that ended by the clock or never started are not kept: a busy machine
 may have caused them. `grade.py batch --rerun` runs every entry again; deleting the folder drops all.
+A fruits run keeps ~2.5 MB, so a course's worth would grow without end: after each batch, `prune`
+removes the least recently used runs (kept or reused longest ago) of every assignment until they
+hold at most `--kept-runs-gib` (DEFAULT_KEPT_BYTES).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +33,7 @@ from .sandbox import Limits
 from .workspace import build_atomically
 
 REUSABLE_OUTCOMES = ("finished", "died", "memory")
+DEFAULT_KEPT_BYTES = 4 * 2**30   # every assignment's kept runs together: ~1600 fruits runs
 _PACKAGE = Path(__file__).resolve().parent
 # The harness's code on the submission's side of the grade: a change to any of it runs everything again.
 RUN_SIDE_SOURCES = [_PACKAGE / "execution.py", _PACKAGE / "intake.py", *sorted((_PACKAGE / "sandbox").glob("*.py")),
@@ -68,12 +73,16 @@ class RunCache:
     def load(self, key: str, artefacts_to: Path) -> tuple[RunRecord, nbformat.NotebookNode] | None:
         """The kept run, its artefacts copied to `artefacts_to`; None when there is none."""
         folder = self.root / key
+        copied = not artefacts_to.exists()
         try:
             record = RunRecord.from_dict(json.loads((folder / "run.json").read_text()))
             executed = nbformat.read(str(folder / "executed.ipynb"), as_version=4)
             ran_at = json.loads((folder / "kept.json").read_text())["ran_at"]
             shutil.copytree(folder / "artefacts", artefacts_to, dirs_exist_ok=True)
+            os.utime(folder)   # used now: the last to go when the kept runs are pruned
         except (OSError, ValueError, TypeError, KeyError):
+            if copied:   # a run pruned while it was read leaves no half of its artefacts behind
+                shutil.rmtree(artefacts_to, ignore_errors=True)
             return None   # none kept, or half-written, or from an older harness: run again
         record.reused_from = ran_at
         return record, executed
@@ -96,3 +105,24 @@ class RunCache:
             build_atomically(target, write)
         except OSError:
             pass   # another worker kept the same run first, or the disk is full: only a regrade is slower
+
+
+def prune(runs_root: Path, max_bytes: int = DEFAULT_KEPT_BYTES) -> tuple[int, int]:
+    """Remove the least recently used kept runs under `runs_root` (<cache>/runs: every assignment's)
+    until they hold at most `max_bytes`; returns (runs removed, bytes they held). A run's folder is
+    touched when it is kept and when it is reused. Folders being built (dot names) are left alone."""
+    runs = []
+    for folder in Path(runs_root).glob("*/[!.]*/"):
+        try:
+            size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+            runs.append((folder.stat().st_mtime, size, folder))
+        except OSError:
+            continue   # removed by another grader meanwhile
+    total = sum(size for _used, size, _folder in runs)
+    removed = freed = 0
+    for _used, size, folder in sorted(runs, key=lambda run: run[0]):
+        if total <= max_bytes:
+            break
+        shutil.rmtree(folder, ignore_errors=True)
+        total, removed, freed = total - size, removed + 1, freed + size
+    return removed, freed

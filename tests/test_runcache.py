@@ -1,7 +1,9 @@
 """Regrades reuse a submission's run only when nothing that decides it changed (autograder/runcache.py)."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import pandas as pd
 import pytest
 
 from autograder.execution import CellRecord, RunRecord
+from autograder import runcache
 from autograder.runcache import RunCache
 from autograder.sandbox import GiB, Limits
 
@@ -138,3 +141,50 @@ def test_a_regrade_reuses_unchanged_runs_and_runs_changed_entries_again(tmp_path
     _batch(folder, tmp_path / "fourth", "--rerun")
     assert [_run(tmp_path / "fourth", sid)["reused_from"] for sid in ids] == ["", "", ""]
     assert 'id="reused"' not in (tmp_path / "fourth" / "alice_correct" / "report.html").read_text()
+
+
+def _kept_run(root: Path, assignment: str, key: str, size: int, used: float) -> Path:
+    folder = root / assignment / key
+    (folder / "artefacts").mkdir(parents=True)
+    (folder / "artefacts" / "values.npy").write_bytes(b"x" * size)
+    os.utime(folder, (used, used))
+    return folder
+
+
+def test_pruning_removes_the_runs_used_longest_ago_of_every_assignment_until_within_the_bound(tmp_path):
+    runs = tmp_path / "runs"
+    old = _kept_run(runs, "fruits", "a" * 32, 4000, used=1_000)
+    middle = _kept_run(runs, "scene15", "b" * 32, 4000, used=2_000)
+    new = _kept_run(runs, "fruits", "c" * 32, 4000, used=3_000)
+    building = _kept_run(runs, "fruits", ".dddd-x1", 4000, used=500)   # build_atomically's scratch
+    assert runcache.prune(runs, max_bytes=12_000) == (0, 0)
+    assert runcache.prune(runs, max_bytes=5_000) == (2, 8000)
+    assert not old.exists() and not middle.exists() and new.exists() and building.exists()
+
+
+def test_a_reused_run_counts_as_used_now(tmp_path):
+    cache = _cache(tmp_path / "cache")   # its runs in cache/runs/<"assignment">/, as a batch keeps them
+    artefacts = tmp_path / "artefacts"
+    artefacts.mkdir()
+    (artefacts / "manifest.json").write_text('{"entries": {}}')
+    keys = [cache.key(s, _notebook("a = 1"), [], tmp_path) for s in ("s1", "s2")]
+    for key in keys:
+        cache.keep(key, RunRecord(harvest_status="ok"), _notebook("a = 1"), artefacts)
+        os.utime(cache.root / key, (1_000, 1_000))
+    assert cache.load(keys[0], tmp_path / "back") is not None   # s1 reused: s2 is now the older
+    size = sum(f.stat().st_size for f in (cache.root / keys[1]).rglob("*") if f.is_file())
+    assert runcache.prune(tmp_path / "cache", max_bytes=size + 1)[0] == 1
+    assert (cache.root / keys[0]).exists() and not (cache.root / keys[1]).exists()
+    assert cache.load(keys[1], tmp_path / "gone") is None and not (tmp_path / "gone").exists()
+
+
+def test_a_batch_prunes_the_kept_runs_to_its_bound(tmp_path, monkeypatch):
+    import autograder.batch as batch
+    calls = []
+    monkeypatch.setattr(batch, "prune", lambda root, most: calls.append((root, most)) or (0, 0))
+    (tmp_path / "empty").mkdir()
+    job = batch.BatchJob("fruits", tmp_path / "out", REPO / ".cache", REPO / "data", kept_runs_bytes=123)
+    batch.run_batch(job, tmp_path / "empty", workers=1, progress=False)
+    assert calls == [(REPO / ".cache" / "runs", 123)]
+    batch.run_batch(dataclasses.replace(job, reuse_runs=False), tmp_path / "empty", workers=1, progress=False)
+    assert len(calls) == 1   # --rerun keeps nothing, so it prunes nothing
