@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import uuid
@@ -267,9 +268,19 @@ class Cluster:
                     finish(entry, _why(error))
                 future.release()   # its bytes are no longer needed on the cluster
                 submit_more()
+            if job.reuse_runs:
+                self._prune_kept_runs(job)
         finally:
             self.client.close()
         return rows
+
+    def _prune_kept_runs(self, job: BatchJob) -> None:
+        """The workers keep runs in their own --cache: each prunes its own to the batch's bound."""
+        from .runcache import prune
+        try:
+            self.client.run(prune, job.cache / "runs", job.kept_runs_bytes)
+        except Exception as error:  # noqa: BLE001 - a full cache only costs disk, never the batch
+            print(f"kept runs on the workers not pruned: {_first_line(error)}", file=sys.stderr)
 
 
 def _why(error: BaseException) -> str:

@@ -8,6 +8,7 @@ runs in a Dask worker's thread).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -132,3 +133,23 @@ def test_entries_travel_as_bytes_and_come_out_as_intake_sees_them(tmp_path):
     for entry in (link, rebuilt_link):
         with pytest.raises(NotASubmission, match="symbolic link"):
             prepare(entry, tmp_path / "scratch")
+
+
+@pytest.mark.slow
+def test_the_workers_prune_the_runs_kept_in_their_own_cache(scheduler, tmp_path):
+    from distributed import Client
+
+    from autograder.batch import BatchJob
+    from autograder.cluster import Cluster
+    runs = tmp_path / "cache" / "runs" / "fruits"
+    for key, used in (("old", 1_000), ("new", 2_000)):
+        (runs / key).mkdir(parents=True)
+        (runs / key / "run.json").write_bytes(b"x" * 1000)
+        os.utime(runs / key, (used, used))
+    job = BatchJob("fruits", tmp_path / "out", tmp_path / "cache", REPO / "data", kept_runs_bytes=1500)
+    cluster = Cluster(Client(scheduler), scheduler, spec=None)
+    try:
+        cluster._prune_kept_runs(job)   # both workers share this machine's folder: one prune is enough
+    finally:
+        cluster.client.close()
+    assert sorted(p.name for p in runs.iterdir()) == ["new"]
