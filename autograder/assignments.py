@@ -36,6 +36,7 @@ class Assignment:
     data_name: str
     limits: Limits
     warm_imports: tuple[str, ...] = ("torch", "torchvision")   # what a batch's spare kernel imports ahead
+    student_logs: bool = False   # the handout asks for TensorBoard logs: the report draws the student's own
 
     @property
     def folder(self) -> Path:
@@ -81,4 +82,5 @@ def load(name: str, **limit_overrides) -> Assignment:
                   for task_id, spec in config["tasks"].items())
     return Assignment(name=name, title=config["title"], tasks=tasks, models=tuple(config.get("models", [])),
                       data_name=config.get("data", name), limits=limits,
-                      warm_imports=tuple(config.get("warm_imports", Assignment.warm_imports)))
+                      warm_imports=tuple(config.get("warm_imports", Assignment.warm_imports)),
+                      student_logs=bool(config.get("student_logs", False)))

@@ -83,7 +83,8 @@ class SubmissionGrader:
                 notebook = load_notebook(submission)
             except NotASubmission as problem:
                 return self.failed_grade(sid, "not a submission", str(problem)), None, None
-            attachments = collect_attachments(submission)   # read while the unpacked files exist
+            # Read while the unpacked files exist.
+            attachments = collect_attachments(submission, with_logs=self.assignment.student_logs)
             data_prefix = f"data/{self.assignment.data_name}/"
             files = [f for f in submission.files
                      if not str(f.relative_to(submission.base)).startswith(data_prefix)]

@@ -148,6 +148,15 @@ def test_an_event_file_with_images_only_says_so(tmp_path):
     assert len(found.notes) == 1 and found.notes[0].endswith("holds no scalar values (only images)")
 
 
+def test_an_assignment_without_logs_leaves_them_out_and_keeps_the_documents(tmp_path):
+    folder = tmp_path / "ola"
+    write_events(folder / "runs" / "last", {"Loss/train": [2.0, 1.0]})
+    write_pdf(folder / "report.pdf")
+    found = collect(submission_of(folder, tmp_path), with_logs=False)
+    assert not found.has_logs and found.picture is None and found.notes == []
+    assert [d.name for d in found.documents] == ["report.pdf"]
+
+
 def test_no_logs_and_no_documents_is_empty_and_quiet(tmp_path):
     found = collect(submission_of(tmp_path / "frank", tmp_path))
     assert (found.series, found.logs, found.documents, found.notes, found.has_logs) == ({}, [], [], [], False)
@@ -371,3 +380,5 @@ def test_the_same_archive_is_graded_as_saliency_on_its_other_notebook(assignment
     assert "for the free-text items (M3)" in page
     if PDFTOPPM:
         assert '<img alt="first page of cs587_alice_assignment4/report.pdf" src="data:image/png;base64,' in page
+    # The archive's TensorBoard logs are wikiart's (W4): the saliency report does not draw them.
+    assert 'id="curves"' not in page and "TensorBoard" not in page
