@@ -45,12 +45,13 @@ class ToolJail:
     def __init__(self, source: Path, *, file_bytes: int, memory_bytes: int, cpu_seconds: int,
                  max_processes: int = 16):
         self.source = Path(source)
-        self.rlimits = {resource.RLIMIT_FSIZE: file_bytes, resource.RLIMIT_AS: memory_bytes,
-                        resource.RLIMIT_CPU: cpu_seconds, resource.RLIMIT_NPROC: max_processes,
-                        resource.RLIMIT_CORE: 0}
         root = os.geteuid() == 0
         self.use_bwrap = root and bubblewrap_works()
         self.private_uid = root and shutil.which("setpriv") is not None
+        self.rlimits = {resource.RLIMIT_FSIZE: file_bytes, resource.RLIMIT_AS: memory_bytes,
+                        resource.RLIMIT_CPU: cpu_seconds, resource.RLIMIT_CORE: 0}
+        if self.private_uid:   # RLIMIT_NPROC counts every process of the uid: only a private one is ours
+            self.rlimits[resource.RLIMIT_NPROC] = max_processes
         self.scratch: Path | None = None
         self.uid = 0
 
