@@ -55,6 +55,28 @@ def bubblewrap_works() -> bool:
         return False
 
 
+def bwrap_system_args() -> list[str]:
+    """bubblewrap with its own pid, network, ipc, uts and cgroup namespaces (no user namespace: as root,
+    a jailed process keeps its real uid, which setpriv then drops), dying with its parent, over a
+    read-only /usr and the root's links into it, a fresh /proc, /dev and /tmp. Callers add the rest."""
+    args = ["bwrap", "--die-with-parent", "--new-session",
+            "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+    for link in ("bin", "lib", "lib64", "sbin"):
+        path = Path("/") / link
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.exists():
+            args += ["--ro-bind", str(path), str(path)]
+    return args
+
+
+def setpriv_command(uid: int) -> list[str]:
+    """The setpriv prefix that runs a command as `uid`: no groups, no capabilities, no new privileges."""
+    return [shutil.which("setpriv"), f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+            "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--"]
+
+
 def _cgroup_layout() -> str | None:
     """'v2', 'v1' or None: which cgroup hierarchy we can create groups in."""
     if os.geteuid() != 0:
@@ -172,8 +194,7 @@ class Sandbox:
         """Return `command` wrapped in the launcher (limits), bubblewrap and setpriv."""
         inner = list(command)
         if self._private_uid:
-            inner = [shutil.which("setpriv"), f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
-                     "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--", *inner]
+            inner = [*setpriv_command(self.uid), *inner]
         if self._use_bwrap:
             inner = [*self._bwrap_args(), "--", *inner]
         spec = {"rlimits": {
@@ -190,18 +211,7 @@ class Sandbox:
         return [sys.executable, "-I", str(LAUNCHER), json.dumps(spec), "--", *inner]
 
     def _bwrap_args(self) -> list[str]:
-        args = ["bwrap", "--die-with-parent", "--new-session",
-                "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-                "--hostname", "sandbox",
-                "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc",
-                "--proc", "/proc", "--dev", "/dev",
-                "--perms", "1777", "--tmpfs", "/tmp"]
-        for link in ("bin", "lib", "lib64", "sbin"):
-            path = Path("/") / link
-            if path.is_symlink():
-                args += ["--symlink", os.readlink(path), str(path)]
-            elif path.exists():
-                args += ["--ro-bind", str(path), str(path)]
+        args = [*bwrap_system_args(), "--hostname", "sandbox", "--ro-bind", "/etc", "/etc"]
         shared = _python_roots() + [self.weight_store]
         # bwrap creates the parents of a bind target mode 0700; the private uid must traverse them.
         parents = sorted({p for path in [*shared, self.root] for p in path.parents if str(p) != "/"},

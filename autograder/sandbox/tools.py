@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .jail import _unused_uid, bubblewrap_works
+from .jail import _unused_uid, bubblewrap_works, bwrap_system_args, setpriv_command
 
 TOOL_UIDS = range(160000, 170000)          # apart from the kernels' PRIVATE_UIDS: never shared
 SCRATCH_PREFIX = "autograder-tool-"        # mkdtemp's random names in $TMPDIR: nobody else can pre-make one
@@ -132,22 +132,13 @@ class ToolJail:
     def wrap(self, command: list[str]) -> list[str]:
         inner = list(command)
         if self.private_uid:
-            inner = [shutil.which("setpriv"), f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
-                     "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--", *inner]
+            inner = [*setpriv_command(self.uid), *inner]
         if self.use_bwrap:
             inner = [*self._bwrap_args(Path(shutil.which(command[0]) or command[0])), "--", *inner]
         return inner
 
     def _bwrap_args(self, tool: Path) -> list[str]:
-        args = ["bwrap", "--die-with-parent", "--new-session",
-                "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-                "--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
-        for link in ("bin", "lib", "lib64", "sbin"):
-            path = Path("/") / link
-            if path.is_symlink():
-                args += ["--symlink", os.readlink(path), str(path)]
-            elif path.exists():
-                args += ["--ro-bind", str(path), str(path)]
+        args = bwrap_system_args()
         args += ["--perms", "0755", "--dir", "/etc"]   # else bwrap makes it 0700, closed to the private uid
         for name in ETC_READ:
             args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
