@@ -137,7 +137,10 @@ ATTACKS: dict[str, tuple[str, dict[str, str]]] = {
 line = "x" * 999_999
 for _ in range(300):
     print(line)""")),
-    "memory_bomb": ("a memory bomb (list of large buffers)", with_cell("F4", "bomb", """\
+    # Held to the end, after the last task's cell: the harvest must run beside it (the hard limit's
+    # headroom). Before other cells it would leave them a random few MiB (whatever the last 256 MiB
+    # buffer left), so whether a later cell's plot fits was luck.
+    "memory_bomb": ("a memory bomb (list of large buffers) held to the end", with_cell("F8", "bomb", """\
 hog = []
 while True:
     hog.append(bytearray(256 * 2**20))""")),
