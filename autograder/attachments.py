@@ -43,7 +43,6 @@ MAX_PDF_BYTES = 64 * 1024 * 1024
 PDFTOPPM_TIMEOUT_S = 30
 THUMBNAIL_PIXELS = 400                        # the longer side of the first page's picture
 THUMBNAIL_MAX_BYTES = 4 * 1024 * 1024
-TOOL_MEMORY_BYTES = 1024 * 1024 * 1024
 DOCUMENT_KINDS = {".pdf": "PDF", ".doc": "Word document", ".docx": "Word document", ".odt": "OpenDocument text"}
 PDFTOPPM_MISSING = ("no thumbnail: pdftoppm (Debian's poppler-utils) is not installed on this grader; "
                     "setup.sh installs it")
@@ -244,10 +243,8 @@ def pdf_thumbnail(path: Path) -> tuple[str | None, str]:
     with open(path, "rb") as handle:
         if b"%PDF-" not in handle.read(1024):
             return None, "no thumbnail: the file is not a PDF (no %PDF- header in its first KiB)"
-    jail = ToolJail(path, file_bytes=THUMBNAIL_MAX_BYTES, memory_bytes=TOOL_MEMORY_BYTES,
-                    cpu_seconds=PDFTOPPM_TIMEOUT_S)
-    with jail, tempfile.TemporaryDirectory(prefix="thumbnail-") as scratch:
-        messages = Path(scratch) / "messages.txt"
+    with ToolJail(path, file_bytes=THUMBNAIL_MAX_BYTES, cpu_seconds=PDFTOPPM_TIMEOUT_S) as jail:
+        messages = jail.scratch / "messages.txt"   # beside in/ and out/: the tool writes it only through its fd
         command = [tool, "-png", "-f", "1", "-l", "1", "-scale-to", str(THUMBNAIL_PIXELS), "-singlefile",
                    jail.input, f"{jail.out}/page"]
         try:

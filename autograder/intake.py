@@ -39,7 +39,6 @@ MAX_SOURCE_BYTES = 20 * 1024 * 1024
 IGNORED = {"__MACOSX", ".ipynb_checkpoints", "__pycache__", ".git"}
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar", ".gz", ".rar")   # ".gz": the handout's "zip/rar/gz"
 UNAR_TIMEOUT_S = 120
-TOOL_MEMORY_BYTES = 1024 * 1024 * 1024   # unar's address space (it needs ~300 MiB)
 LISTING_CAP_BYTES = 16 * 1024 * 1024   # lsar's JSON listing: ~700 bytes a member, far above MAX_FILES
 UNAR_MISSING = (".rar archives need unar, which is not installed on this grader "
                 "(setup.sh installs it: apt-get install unar); a TA will unpack this submission by hand")
@@ -365,8 +364,7 @@ def _run_watched(archive: Path, command, *, stdout: Path, messages: Path, file_c
     """Run an unpacking tool, jailed, on a copy of `archive`: every file it writes capped at `file_cap`
     bytes, a deadline, and the folder it fills measured while it runs (the tool stopped past a bound).
     `keep`: where what it unpacked goes once it has passed the archive checks."""
-    with ToolJail(archive, file_bytes=file_cap + 1, memory_bytes=TOOL_MEMORY_BYTES,
-                  cpu_seconds=UNAR_TIMEOUT_S) as jail:
+    with ToolJail(archive, file_bytes=file_cap + 1, cpu_seconds=UNAR_TIMEOUT_S) as jail:
         with open(stdout, "ab") as out, open(messages, "ab") as err:
             process = jail.popen(command(jail), stdout=out, stderr=err)
         deadline = time.monotonic() + UNAR_TIMEOUT_S

@@ -71,6 +71,13 @@ def bwrap_system_args() -> list[str]:
     return args
 
 
+def bwrap_parent_dirs(paths: list[Path]) -> list[str]:
+    """bubblewrap creates the missing parents of a bind target mode 0700, closed to a private uid:
+    these arguments make them 0755 first (an existing folder keeps its mode)."""
+    parents = sorted({p for path in paths for p in path.parents if str(p) != "/"}, key=lambda p: len(p.parts))
+    return [arg for parent in parents for arg in ("--perms", "0755", "--dir", str(parent))]
+
+
 def setpriv_command(uid: int) -> list[str]:
     """The setpriv prefix that runs a command as `uid`: no groups, no capabilities, no new privileges."""
     return [shutil.which("setpriv"), f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
@@ -213,11 +220,7 @@ class Sandbox:
     def _bwrap_args(self) -> list[str]:
         args = [*bwrap_system_args(), "--hostname", "sandbox", "--ro-bind", "/etc", "/etc"]
         shared = _python_roots() + [self.weight_store]
-        # bwrap creates the parents of a bind target mode 0700; the private uid must traverse them.
-        parents = sorted({p for path in [*shared, self.root] for p in path.parents if str(p) != "/"},
-                         key=lambda p: len(p.parts))
-        for parent in parents:
-            args += ["--perms", "0755", "--dir", str(parent)]
+        args += bwrap_parent_dirs([*shared, self.root])
         for path in shared:
             args += ["--ro-bind", str(path), str(path)]
         args += ["--bind", str(self.root), str(self.root)]

@@ -25,11 +25,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .jail import _unused_uid, bubblewrap_works, bwrap_system_args, setpriv_command
+from .jail import _unused_uid, bubblewrap_works, bwrap_parent_dirs, bwrap_system_args, setpriv_command
 
 TOOL_UIDS = range(160000, 170000)          # apart from the kernels' PRIVATE_UIDS: never shared
 SCRATCH_PREFIX = "autograder-tool-"        # mkdtemp's random names in $TMPDIR: nobody else can pre-make one
 INSIDE = Path("/job")                      # where bubblewrap shows the scratch folder
+TOOL_MEMORY_BYTES = 2**30                   # address space: unar needs ~300 MiB, pdftoppm less
 ETC_READ = ("fonts", "ld.so.cache", "localtime", "locale.alias", "GNUstep", "passwd", "group", "nsswitch.conf")
 # fontconfig (pdftoppm); the loader; unar (GNUstep) stops without a user database to ask
 # (world-readable, no password hashes: those are in shadow, which is not bound)
@@ -42,7 +43,7 @@ class ToolJail:
     `file_bytes` bounds each file it writes (RLIMIT_FSIZE, stdout too), `memory_bytes` its address
     space, `cpu_seconds` its CPU time."""
 
-    def __init__(self, source: Path, *, file_bytes: int, memory_bytes: int, cpu_seconds: int,
+    def __init__(self, source: Path, *, file_bytes: int, cpu_seconds: int, memory_bytes: int = TOOL_MEMORY_BYTES,
                  max_processes: int = 16):
         self.source = Path(source)
         root = os.geteuid() == 0
@@ -144,9 +145,7 @@ class ToolJail:
             args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
         tool = tool.resolve()
         if Path("/usr") not in tool.parents:   # a tool installed elsewhere (/opt, a TA's build): it alone
-            for parent in sorted((p for p in tool.parents if str(p) not in ("/", "/tmp")), key=lambda p: len(p.parts)):
-                args += ["--perms", "0755", "--dir", str(parent)]   # else 0700: the private uid must pass
-            args += ["--ro-bind", str(tool), str(tool)]
+            args += [*bwrap_parent_dirs([tool]), "--ro-bind", str(tool), str(tool)]
         args += ["--ro-bind", str(self.scratch), str(INSIDE), "--bind", str(self.out_dir), str(INSIDE / "out"),
                  "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp",
                  "--setenv", "LANG", "C.UTF-8", "--chdir", str(INSIDE / "out")]
