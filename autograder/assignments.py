@@ -4,15 +4,20 @@
     fixture_data.py   build(data_dir), build_probes(probe_dir): fixture data and hidden inputs
     harvest.py        runs in the sandbox after the student's cells; exports plain values
     expected.py       the reference's values under the same names (grader's process, cached)
-    test_*.py         the pytest graders, one or more per task
+    test_*.py         the pytest graders, one or more per task; test_<name>.py may define
+                      requested_values(student, reference): which of the harvest's on-request
+                      values (its costly second step) they need for this student
 """
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.util
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from .artefacts import ON_REQUEST
 from .sandbox import GiB, Limits
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,6 +58,13 @@ class Assignment:
         """graders.<name>.<part> (fixture_data, expected), imported in the grader's process only."""
         return importlib.import_module(f"graders.{self.name}.{part}")
 
+    def requested_values(self, student, reference) -> set[str]:
+        """Which of the harvest's on-request values (still offered in `student`, the first step's
+        export) the graders need for this student; all of them when the graders do not say."""
+        offered = {name for name in student.entries if student.status(name) == ON_REQUEST}
+        decide = _graders_requested_values(self.name)
+        return offered if decide is None else offered & set(decide(student, reference))
+
     @property
     def harvest_source(self) -> str:
         return (self.folder / "harvest.py").read_text()
@@ -61,6 +73,19 @@ class Assignment:
         """Files whose change invalidates the cached reference values."""
         return [REPO / "reference" / f"{self.name}.py", self.folder / "expected.py",
                 self.folder / "fixture_data.py", self.folder / "harvest.py"]
+
+
+@functools.cache
+def _graders_requested_values(name: str):
+    """test_<name>.py's requested_values, from a private import of the module (pytest imports the
+    graders itself, with its assertion rewriting, under another name)."""
+    path = GRADERS / name / f"test_{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_autograder_requests_of_{name}", path)
+    if spec is None or not path.is_file():
+        return None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, "requested_values", None)
 
 
 def names() -> list[str]:

@@ -1,7 +1,9 @@
 """Run one submission in its sandbox: execute every cell in a jailed Jupyter kernel, then harvest.
 
 `SubmissionRunner.run()` is the whole of the student-code side of a grade:
-    sandbox folder -> kernel (nbclient, cell by cell, errors allowed) -> harvest cell -> safe export
+    sandbox folder -> kernel (nbclient, cell by cell, errors allowed) -> harvest cells -> safe export
+The harvest has two steps: the second computes only the costly values (the student's own upstream
+re-run) that the graders ask for after comparing the first step's values with the reference.
 The grader's process only talks to the kernel over ZeroMQ (ipc sockets in the sandbox's runtime
 folder, so no network is needed) and reads back the exported files. Nothing it receives is unpickled.
 """
@@ -10,10 +12,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import nbformat
 from jupyter_client.kernelspec import KernelSpec
@@ -22,7 +26,7 @@ from nbclient import NotebookClient
 from jupyter_core.utils import ensure_async, run_sync
 from nbclient.exceptions import CellControlSignal, DeadKernelError
 
-from .artefacts import ENCODER_SOURCE, copy_out
+from .artefacts import ENCODER_SOURCE, ON_REQUEST, Artefacts, copy_out
 from .sandbox import Limits, Sandbox, remove_left_behind
 
 TIMEOUT_ENAME = "CellTimeoutError"
@@ -166,9 +170,10 @@ class SubmissionRunner:
         self._swept = False
 
     def run(self, notebook: nbformat.NotebookNode, *, name: str, files: list[Path], files_base: Path,
-            data: dict[str, Path], probes: Path | None, harvest_source: str,
-            export_to: Path) -> tuple[RunRecord, nbformat.NotebookNode]:
-        """Execute `notebook` (with `files` beside it and `data` mounted), harvest into `export_to`."""
+            data: dict[str, Path], probes: Path | None, harvest_source: str, export_to: Path,
+            requests: Callable[[Artefacts], set[str]] | None = None) -> tuple[RunRecord, nbformat.NotebookNode]:
+        """Execute `notebook` (with `files` beside it and `data` mounted), harvest into `export_to`.
+        `requests(first step's values)`: the offered values the graders need (None: all of them)."""
         record = RunRecord()
         started = time.monotonic()
         spare = self._take_spare(data)
@@ -178,7 +183,8 @@ class SubmissionRunner:
             sandbox.hand_over()
             record.defences = sandbox.defences.to_dict()
             record.warm_kernel = spare is not None
-            execution = _Execution(notebook, sandbox, self.limits, record, first_kernel=spare.km if spare else None)
+            execution = _Execution(notebook, sandbox, self.limits, record, first_kernel=spare.km if spare else None,
+                                   requests=requests)
             if self.warm:   # the next submission's kernel imports while this one's cells run
                 execution.on_first_kernel_ready = lambda: self.prestart(data)
             execution.run(probes, harvest_source)
@@ -276,8 +282,10 @@ class _Execution:
     MAX_KERNELS = 3
 
     def __init__(self, notebook, sandbox: Sandbox, limits: Limits, record: RunRecord, *,
-                 first_kernel: SandboxKernelManager | None = None):
+                 first_kernel: SandboxKernelManager | None = None,
+                 requests: Callable[[Artefacts], set[str]] | None = None):
         self.sandbox, self.limits, self.record = sandbox, limits, record
+        self.requests = requests                      # between the harvest's steps (_requested)
         self.notebook = notebook
         self.from_module = _is_module(notebook)
         self.first_kernel = first_kernel              # a spare already started (SubmissionRunner)
@@ -475,33 +483,60 @@ class _Execution:
         return record if index < len(self.executed.cells) else None
 
     def _harvest(self, probes: Path | None, harvest_source: str) -> None:
+        """Collect the student's values in two steps. The first exports what every grade needs and
+        offers the costly rest (Exporter.on_request); the graders' `requests` then read the first
+        step's export (a checked copy, in the grader's process, beside the reference) and name what
+        they need; the second step computes only that. The kernel stays up between the steps."""
         if probes is not None and not self.sandbox.probe_dir.exists():
             self.sandbox.add_probes(probes)
-        code = harvest_cell_code(harvest_source, self.sandbox.export_dir, self.sandbox.probe_dir)
+        started = time.monotonic()
+        try:
+            code = harvest_cell_code(harvest_source, self.sandbox.export_dir, self.sandbox.probe_dir)
+            self.record.harvest_error = self._harvest_cell(code, HARVEST_TIMEOUT_S) or ""
+            self.record.harvest_status = "failed" if self.record.harvest_error else "ok"
+            wanted = self._requested() if self.record.harvest_status == "ok" else []
+            if wanted:
+                # The first step's values are exported already: a failure here costs only these.
+                problem = self._harvest_cell(answer_cell_code(wanted),
+                                             HARVEST_TIMEOUT_S - (time.monotonic() - started))
+                if problem:
+                    self.record.harvest_error = f"computing {', '.join(wanted)}: {problem}"
+        finally:
+            self.record.harvest_seconds = round(time.monotonic() - started, 2)
+
+    def _harvest_cell(self, code: str, timeout: float) -> str | None:
+        """Run one harvest cell in the student's kernel; what went wrong, or None."""
         cell = nbformat.v4.new_code_cell(code)
         self.executed.cells.append(cell)
-        self.client.timeout = max(1, int(min(HARVEST_TIMEOUT_S, self.deadline - time.monotonic())))
-        started = time.monotonic()
+        self.client.timeout = max(1, int(min(timeout, self.deadline - time.monotonic())))
         try:
             self.client.execute_cell(cell, len(self.executed.cells) - 1, store_history=False)
             errors = [o for o in cell.outputs if o.get("output_type") == "error"]
-            if errors:
-                self.record.harvest_status = "failed"
-                self.record.harvest_error = f"{errors[0].get('ename')}: {errors[0].get('evalue')}"[:500]
-            else:
-                self.record.harvest_status = "ok"
+            return f"{errors[0].get('ename')}: {errors[0].get('evalue')}"[:500] if errors else None
         except DeadKernelError:
-            self.record.harvest_status = "failed"
-            self.record.harvest_error = "the kernel died while the grader collected the values"
-            if self.sandbox.oom_kill_count() > self.oom_kills_before:
-                self.record.harvest_error += " (memory limit)"
+            memory = " (memory limit)" if self.sandbox.oom_kill_count() > self.oom_kills_before else ""
+            return "the kernel died while the grader collected the values" + memory
         finally:
-            self.record.harvest_seconds = round(time.monotonic() - started, 2)
             self.executed.cells.pop()
+
+    def _requested(self) -> list[str]:
+        """Between the steps, in the grader's process: the offered values the graders need."""
+        with tempfile.TemporaryDirectory(prefix="autograder-first-step-") as first:
+            copy_out(self.sandbox.export_dir, Path(first))
+            student = Artefacts(Path(first))
+            offered = [name for name in student.entries if student.status(name) == ON_REQUEST]
+            if not offered or self.requests is None:
+                return offered
+            try:
+                wanted = set(self.requests(student))
+            except Exception:  # noqa: BLE001 - when in doubt, compute everything (the old single step)
+                return offered
+            return [name for name in offered if name in wanted]
 
 
 def harvest_cell_code(harvest_source: str, export_dir: Path, probe_dir: Path) -> str:
-    """The code run after the student's cells, in its own namespace so no student name is touched."""
+    """The harvest's first step, run after the student's cells in its own namespace so no student
+    name is touched. The exporter stays in the kernel for the second step (answer_cell_code)."""
     return (
         # The memory the student's cells could not use (RLIMIT_DATA's hard limit) is the harvest's.
         "import resource as _r; _r.setrlimit(_r.RLIMIT_DATA, (_r.getrlimit(_r.RLIMIT_DATA)[1],) * 2); del _r\n"
@@ -510,10 +545,17 @@ def harvest_cell_code(harvest_source: str, export_dir: Path, probe_dir: Path) ->
         "    module = {'__name__': '_autograder_harvest'}\n"
         f"    exec(compile({ENCODER_SOURCE!r}, '<autograder-encode>', 'exec'), module)\n"
         f"    exec(compile({harvest_source!r}, '<autograder-harvest>', 'exec'), module)\n"
-        f"    module['harvest'](namespace, module['Exporter']({str(export_dir)!r}), {str(probe_dir)!r})\n"
-        "_autograder_harvest()\n"
+        f"    exporter = module['Exporter']({str(export_dir)!r})\n"
+        f"    module['harvest'](namespace, exporter, {str(probe_dir)!r})\n"
+        "    return exporter\n"
+        "_autograder_exporter = _autograder_harvest()\n"
         "del _autograder_harvest\n"
     )
+
+
+def answer_cell_code(names: list[str]) -> str:
+    """The harvest's second step: compute the offered values the graders asked for."""
+    return f"_autograder_exporter.answer({[str(name) for name in names]!r})\ndel _autograder_exporter\n"
 
 
 def _exit_cause(code: int | None) -> str:

@@ -101,16 +101,28 @@ class SubmissionGrader:
     def _run(self, notebook, sid: str, files: list[Path], base: Path, artefacts: Path):
         """The sandbox run of the submission, or its kept run when nothing that decides it changed."""
         key = self.run_cache.key(sid, notebook, files, base) if self.run_cache else None
-        kept = self.run_cache.load(key, artefacts) if key else None
+        kept = self.run_cache.load(key, artefacts, answers=self._kept_run_answers) if key else None
         if kept is not None:
             return kept
         run, executed = self.runner.run(
             notebook, name=sid, files=files, files_base=base, data=self._data_mounts(),
             probes=self.workspace.probes_dir(self.assignment),
-            harvest_source=self.assignment.harvest_source, export_to=artefacts)
+            harvest_source=self.assignment.harvest_source, export_to=artefacts, requests=self._requested_values)
         if key:
             self.run_cache.keep(key, run, executed, artefacts)
         return run, executed
+
+    def _requested_values(self, student: Artefacts) -> set[str]:
+        """Between the harvest's steps: the offered values the graders need, beside the reference."""
+        return self.assignment.requested_values(student, self.reference)
+
+    def _kept_run_answers(self, artefacts: Path) -> bool:
+        """A kept run serves a regrade only if the graders (or the reference) as they are now need
+        none of the values its second step was not asked for."""
+        try:
+            return not self._requested_values(Artefacts(artefacts))
+        except Exception:  # noqa: BLE001 - a grader that cannot say: run again rather than miss a value
+            return False
 
     def failed_grade(self, sid: str, status: str, message: str) -> Grade:
         """Zero on every task, each saying why: nothing could be run or collected."""

@@ -5,7 +5,9 @@ sandbox run of a submission depends only on what goes into it: the notebook and 
 the weights, the hidden probes, the harvest, the limits, the isolation level, the run-side code of
 the harness (execution, sandbox, encoder) and the torch/torchvision versions. Its key hashes all of
 these; the graders, expected.py and the report are deliberately left out, so changing them reuses
-the run and grades its artefacts again.
+the run and grades its artefacts again. One exception: the harvest's second step computed only the
+values the graders asked for then (execution.py); if the graders now ask for one it skipped, the
+entry runs again.
 
     <cache>/runs/<assignment>/<key>/{run.json, executed.ipynb, artefacts/}
 
@@ -25,6 +27,7 @@ import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import nbformat
 
@@ -70,11 +73,15 @@ class RunCache:
             digest.update(path.read_bytes())
         return digest.hexdigest()[:32]
 
-    def load(self, key: str, artefacts_to: Path) -> tuple[RunRecord, nbformat.NotebookNode] | None:
-        """The kept run, its artefacts copied to `artefacts_to`; None when there is none."""
+    def load(self, key: str, artefacts_to: Path, *, answers: Callable[[Path], bool] = lambda _artefacts: True
+             ) -> tuple[RunRecord, nbformat.NotebookNode] | None:
+        """The kept run, its artefacts copied to `artefacts_to`; None when there is none, or when
+        `answers(its artefacts folder)` says the graders now need a value it did not compute."""
         folder = self.root / key
         copied = not artefacts_to.exists()
         try:
+            if not answers(folder / "artefacts"):
+                return None
             record = RunRecord.from_dict(json.loads((folder / "run.json").read_text()))
             executed = nbformat.read(str(folder / "executed.ipynb"), as_version=4)
             ran_at = json.loads((folder / "kept.json").read_text())["ran_at"]

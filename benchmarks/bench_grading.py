@@ -9,6 +9,9 @@
 3. the harness, warm: one batch worker grading the notebook again and again; each grade takes the
    spare kernel started (torch imported) while the grade before it ran. The first grade, which
    starts cold, is not counted.
+3b. the same, with the harvest's second step asked for every value it offers: what a grade cost
+   before the graders chose (the student's own upstream re-run even when their values are the
+   reference's; autograder/execution.py).
 4. a batch of submissions/fruits with an empty cache (reference computed first, every entry run),
    then the same batch again: the reference cached and the runs kept (a regrade), then with
    --rerun (the reference cached, every entry run again).
@@ -29,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from autograder import assignments  # noqa: E402
+from autograder.artefacts import ON_REQUEST  # noqa: E402
 from autograder.batch import BatchJob, run_batch  # noqa: E402
 from autograder.intake import Submission, load_notebook  # noqa: E402
 from autograder.pipeline import SubmissionGrader  # noqa: E402
@@ -57,9 +61,17 @@ def time_harness(notebook_path: Path, grader: SubmissionGrader) -> float:
         return time.perf_counter() - started
 
 
-def time_harness_warm(notebook_path: Path, assignment, workspace: Workspace, repeat: int) -> list[float]:
+class EveryOfferedValue(SubmissionGrader):
+    """A grader whose harvest computes every value offered for its second step (3b)."""
+
+    def _requested_values(self, student) -> set[str]:
+        return {name for name in student.entries if student.status(name) == ON_REQUEST}
+
+
+def time_harness_warm(notebook_path: Path, assignment, workspace: Workspace, repeat: int,
+                      grader_class=SubmissionGrader) -> list[float]:
     """Per-grade times of a batch worker in its steady state (each grade takes a spare kernel)."""
-    grader = SubmissionGrader(assignment, workspace, warm=True)
+    grader = grader_class(assignment, workspace, warm=True)
     try:
         time_harness(notebook_path, grader)   # cold: starts the first spare
         return [time_harness(notebook_path, grader) for _ in range(repeat)]
@@ -95,12 +107,14 @@ def main() -> None:
     bare = [time_nbclient_alone(args.notebook, workspace) for _ in range(args.repeat)]
     harness = [time_harness(args.notebook, grader) for _ in range(args.repeat)]
     warm = time_harness_warm(args.notebook, assignment, workspace, args.repeat)
-    medians = [statistics.median(t) for t in (bare, harness, warm)]
-    for label, times, median in zip(("nbclient alone", "harness, cold (check)", "harness, warm (batch)"),
-                                    (bare, harness, warm), medians):
-        print(f"{label:<24} median {median:6.2f} s   runs {', '.join(f'{t:.2f}' for t in times)}")
-    print(f"cold / nbclient          {medians[1] / medians[0]:6.2f}x")
-    print(f"warm / nbclient          {medians[2] / medians[0]:6.2f}x")
+    every = time_harness_warm(args.notebook, assignment, workspace, args.repeat, EveryOfferedValue)
+    medians = [statistics.median(t) for t in (bare, harness, warm, every)]
+    for label, times, median in zip(("nbclient alone", "harness, cold (check)", "harness, warm (batch)",
+                                     "warm, every offered value"), (bare, harness, warm, every), medians):
+        print(f"{label:<26} median {median:6.2f} s   runs {', '.join(f'{t:.2f}' for t in times)}")
+    print(f"cold / nbclient            {medians[1] / medians[0]:6.2f}x")
+    print(f"warm / nbclient            {medians[2] / medians[0]:6.2f}x")
+    print(f"warm / every offered value {medians[2] / medians[3]:6.2f}x")
 
     first, regrade, rerun, count = time_batches(REPO / "submissions" / "fruits", args.workers)
     print(f"batch of {count} ({args.workers} workers), empty cache            {first:6.2f} s")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from autograder.artefacts import Artefacts, ForeignObject, NotCollected, copy_out
+from autograder.artefacts import ON_REQUEST, Artefacts, ForeignObject, NotCollected, copy_out
 from autograder.artefacts import decode
 from autograder.artefacts.encode import Exporter, require
 
@@ -331,3 +331,46 @@ def test_copy_out_refuses_a_name_with_a_trailing_newline(tmp_path):
     (export_dir / "a0000.npy\n").write_bytes(b"not an array")
     copy_out(export_dir, target)
     assert list(target.iterdir()) == []
+
+
+def test_copy_out_does_not_follow_an_export_folder_swapped_for_a_link(tmp_path):
+    """The student's uid owns the folder the export lies in: it may put a link to another run's (or
+    the reference's) artefacts where its export was."""
+    elsewhere, runtime, target = tmp_path / "reference", tmp_path / "runtime", tmp_path / "out"
+    elsewhere.mkdir()
+    runtime.mkdir()
+    (elsewhere / "manifest.json").write_text('{"entries": {"x": {"status": "ok", "value": 1}}}')
+    np.save(elsewhere / "a0000.npy", np.ones(3))
+    os.symlink(elsewhere, runtime / "export")
+    assert copy_out(runtime / "export", target) == ["ignored the export folder: not a plain folder"]
+    assert list(target.iterdir()) == []
+
+
+def test_copy_out_skips_a_fifo_without_waiting_for_a_writer(tmp_path):
+    export_dir, target = tmp_path / "export", tmp_path / "out"
+    export_dir.mkdir()
+    os.mkfifo(export_dir / "a0000.npy")
+    (export_dir / "manifest.json").write_text('{"entries": {}}')
+    assert copy_out(export_dir, target) == ["ignored a0000.npy: not a plain file"]
+    assert sorted(p.name for p in target.iterdir()) == ["manifest.json"]
+
+
+def test_offered_values_are_computed_only_when_asked_for(tmp_path):
+    """The harvest's second step (Exporter.on_request / answer): what is not asked for is never run."""
+    exporter = Exporter(str(tmp_path))
+    calls = []
+    exporter.value("x", lambda: 1)
+    exporter.on_request("asked", lambda: calls.append("asked") or np.arange(3))
+    exporter.on_request("not asked", lambda: calls.append("not asked") or 2)
+    exporter.write()
+    first = Artefacts(tmp_path)
+    assert first.get("x") == 1
+    assert first.status("asked") == first.status("not asked") == ON_REQUEST
+    exporter.answer(["asked", "never offered"])
+    assert calls == ["asked"]
+    second = Artefacts(tmp_path)
+    assert second.get("asked").tolist() == [0, 1, 2] and second.get("x") == 1
+    assert second.status("not asked") == ON_REQUEST
+    assert "never offered" not in second.entries
+    with pytest.raises(NotCollected, match="computed only when the graders need it"):
+        second.get("not asked")

@@ -111,3 +111,20 @@ def test_gradebook_lists_every_entry(corpus_batches, assignment):
     assert ids <= set(frame["id"]), sorted(ids - set(frame["id"]))
     assert {"id", "total", "status"} <= set(frame.columns)
     assert (out / "index.html").is_file()
+
+
+def test_fruits_upstream_is_re_extracted_only_for_features_that_are_not_the_reference_s(corpus_batches):
+    """The harvest's second step (autograder/execution.py): a correct entry's features are the
+    reference's, so its network never runs over the data sets again; an entry whose features follow
+    its own transform, datasets or network (F1-F3 bugs) has them re-extracted, and keeps F4."""
+    from autograder.artefacts import ON_REQUEST, Artefacts
+    out = corpus_batches["fruits"]
+    upstream = ("upstream:train_features", "upstream:test_features")
+
+    def statuses(sid: str) -> list[str]:
+        student = Artefacts(out / sid / "artefacts")
+        return [student.status(name) for name in upstream]
+    for sid in ("correct_module_v2", "correct_identity_v1", "correct_functional", "correct_folder"):
+        assert statuses(sid) == [ON_REQUEST, ON_REQUEST], sid
+    for sid in ("bug_F1_no_normalize", "bug_F2_swapped_splits", "bug_F3_no_pretrained_weights"):
+        assert statuses(sid) == ["ok", "ok"], sid

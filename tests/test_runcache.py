@@ -105,6 +105,28 @@ def _run(out: Path, sid: str) -> dict:
 
 
 @pytest.mark.slow
+def test_a_kept_run_whose_second_harvest_step_skipped_a_value_now_needed_runs_again(tmp_path):
+    """The graders asked for no upstream when the run was kept; after a grader or reference change
+    they would: the kept run cannot answer, so the entry runs again (pipeline._kept_run_answers)."""
+    from autograder.artefacts import ON_REQUEST, Artefacts
+    cache = _cache(tmp_path)
+    key = cache.key("alice", _notebook("a = 1"), [], tmp_path)
+    artefacts = tmp_path / "artefacts"
+    artefacts.mkdir()
+    (artefacts / "manifest.json").write_text(json.dumps({"format": 1, "entries": {
+        "x": {"status": "ok", "value": 1}, "upstream:x": {"status": ON_REQUEST, "message": "not asked"}}}))
+    cache.keep(key, RunRecord(harvest_status="ok"), _notebook("a = 1"), artefacts)
+    seen = []
+
+    def needs_upstream(folder: Path) -> bool:
+        seen.append(Artefacts(folder).get("x"))
+        return Artefacts(folder).status("upstream:x") != ON_REQUEST
+    assert cache.load(key, tmp_path / "regrade", answers=needs_upstream) is None
+    assert seen == [1] and not (tmp_path / "regrade").exists()
+    kept = cache.load(key, tmp_path / "regrade", answers=lambda folder: True)
+    assert kept is not None and Artefacts(tmp_path / "regrade").get("x") == 1
+
+
 def test_a_regrade_reuses_unchanged_runs_and_runs_changed_entries_again(tmp_path):
     """Entries made unique to this test (a comment with a fresh id), so no earlier run is kept."""
     folder = tmp_path / "entries"

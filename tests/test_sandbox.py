@@ -525,6 +525,47 @@ def test_kernel_recovered_is_false_when_the_kernel_never_replies():
     assert execution._kernel_recovered() is False
 
 
+# -- the harvest's two steps ----------------------------------------------------------------------------------
+TWO_STEP_HARVEST = """\
+def harvest(ns, ex, probes):
+    ex.value("x", lambda: ns["x"])
+    ex.on_request("asked", lambda: ns["x"] + 1)
+    ex.on_request("not asked", lambda: open("not-asked-was-run", "w").write("yes"))
+    ex.on_request("kills", lambda: __import__("os")._exit(3))
+    ex.write()
+"""
+
+
+@pytest.mark.parametrize("requests,computed", [
+    (lambda student: {"asked"} if student.get("x") == 41 else set(), ["asked"]),   # sees the first step
+    (lambda student: set(), []),
+    (lambda student: 1 / 0, ["asked", "not asked"]),   # a grader that cannot say: all ("kills" last)
+])
+def test_the_second_harvest_step_computes_only_what_the_graders_ask_for(tmp_path, requests, computed):
+    """The kernel waits between the steps; a value not asked for never runs; a kernel that dies in
+    the second step keeps the first step's values."""
+    from autograder.artefacts import ON_REQUEST, Artefacts
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 41")])
+    store = tmp_path / "store"
+    store.mkdir()
+    runner = SubmissionRunner(limits=Limits(cell_timeout_s=30, total_timeout_s=60, memory_bytes=1 * GiB,
+                                            max_processes=MAX_PROCESSES),
+                              weight_store=store, sandbox_base=tmp_path / "sandboxes")
+    record, executed = runner.run(notebook, name="steps", files=[], files_base=tmp_path, data={}, probes=None,
+                                  harvest_source=TWO_STEP_HARVEST, export_to=tmp_path / "export",
+                                  requests=requests)
+    student = Artefacts(tmp_path / "export")
+    assert record.harvest_status == "ok" and student.get("x") == 41
+    assert [n for n in ("asked", "not asked") if student.status(n) != ON_REQUEST] == computed
+    if computed:
+        assert student.get("asked") == 42
+    if "not asked" in computed:   # asked for everything: "kills" ended the kernel, the rest is kept
+        assert "the kernel died" in record.harvest_error and student.status("kills") == ON_REQUEST
+    else:
+        assert record.harvest_error == ""
+    assert len(executed.cells) == 1   # the harvest cells leave no trace in the executed notebook
+
+
 # -- spare kernels (a batch worker's warm start) -------------------------------------------------------------
 @pytest.fixture(scope="module")
 def spares(tmp_path_factory):

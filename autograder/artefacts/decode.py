@@ -7,8 +7,9 @@ no student class, no pickle, no lying `__eq__`.
 from __future__ import annotations
 
 import json
+import os
 import re
-import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -23,23 +24,55 @@ class NotCollected(Exception):
 
 
 def copy_out(export_dir: Path, target: Path) -> list[str]:
-    """Copy the export out of the sandbox: plain files with expected names only, bounded in size."""
-    problems = []
+    """Copy the export out of the sandbox: plain files with expected names only, bounded in size.
+
+    The folder and its files belong to the student's uid, and a student process may still run
+    (between the harvest's two steps, the kernel itself): a file or the folder may be swapped for a
+    link (to the reference's cache, say) or a fifo while we look. So the folder is opened without
+    following a link, each file relative to it without following links or blocking, and a file is
+    copied only if what was opened is a regular file."""
+    problems: list[str] = []
     target.mkdir(parents=True, exist_ok=True)
-    total = 0
-    for path in sorted(Path(export_dir).iterdir()) if Path(export_dir).is_dir() else []:
-        if path.is_symlink() or not path.is_file():
-            problems.append(f"ignored {path.name}: not a plain file")
-            continue
-        if path.name != "manifest.json" and not _ARRAY_NAME.fullmatch(path.name):
-            problems.append(f"ignored {path.name}: not an export file")
-            continue
-        total += path.stat().st_size
-        if total > MAX_TOTAL_BYTES:
-            problems.append("export larger than 512 MiB: the rest was ignored")
-            break
-        shutil.copyfile(path, target / path.name)
+    try:
+        folder = os.open(export_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return problems
+    except OSError:
+        return ["ignored the export folder: not a plain folder"]
+    try:
+        budget = MAX_TOTAL_BYTES
+        for name in sorted(os.listdir(folder)):
+            if name != "manifest.json" and not _ARRAY_NAME.fullmatch(name):
+                problems.append(f"ignored {name}: not an export file")
+                continue
+            budget = _copy_plain_file(folder, name, target / name, budget, problems)
+            if budget < 0:
+                problems.append("export larger than 512 MiB: the rest was ignored")
+                break
+    finally:
+        os.close(folder)
     return problems
+
+
+def _copy_plain_file(folder: int, name: str, copy: Path, budget: int, problems: list[str]) -> int:
+    """Copy `name` of the open `folder` if it is a regular file; returns the budget left (< 0: over)."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
+    except OSError:
+        problems.append(f"ignored {name}: not a plain file")
+        return budget
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        problems.append(f"ignored {name}: not a plain file")
+        return budget
+    with os.fdopen(fd, "rb") as source:
+        with open(copy, "wb") as sink:
+            while budget >= 0 and (chunk := source.read(min(2**20, budget + 1))):
+                sink.write(chunk)
+                budget -= len(chunk)
+    if budget < 0:
+        copy.unlink()
+    return budget
 
 
 class Artefacts:
