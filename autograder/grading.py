@@ -58,6 +58,15 @@ class GraderPlugin:
             self.shares[task] = self.shares.get(task, 0.0) + share
 
     @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item):
+        """The pictures a check draws take its visibility (one on hidden inputs shows them)."""
+        self.figures.visibility = _task_of(item)[2]
+        try:
+            yield
+        finally:
+            self.figures.visibility = "visible"
+
+    @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
         outcome = yield
         report = outcome.get_result()

@@ -338,7 +338,10 @@ def run_submission(root: Path) -> dict:
     limits.setdefault("threads", os.cpu_count() or 1)   # one submission per container: all its cores
     assignment = assignments.load(config["assignment"], **limits)
     workspace = _bundle_workspace(source)
-    grader = SubmissionGrader(assignment, workspace, isolation=config.get("isolation", "auto"))
+    # The results folder may be shown to the student at once (Gradescope shows only results.json,
+    # another LMS the whole folder): its report.html holds hidden-input checks back like results.json.
+    grader = SubmissionGrader(assignment, workspace, isolation=config.get("isolation", "auto"),
+                              hide_until_published=True)
     _hide_from_students(source)
     lateness = _lateness(root, config["assignment"])
     before = fingerprint(source)   # after the grader's own set-up (its lock files), before student code

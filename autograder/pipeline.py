@@ -31,11 +31,15 @@ from .workspace import Workspace
 
 class SubmissionGrader:
     def __init__(self, assignment: Assignment, workspace: Workspace, *, isolation: str = "auto",
-                 marks: dict | None = None, warm: bool = False, reuse_runs: bool = False):
+                 marks: dict | None = None, warm: bool = False, reuse_runs: bool = False,
+                 hide_until_published: bool = False):
         """`warm`: keep a spare kernel started ahead for the next entry (a worker grading many).
-        `reuse_runs`: grade a kept run again instead of running an unchanged submission (a regrade)."""
+        `reuse_runs`: grade a kept run again instead of running an unchanged submission (a regrade).
+        `hide_until_published`: report.html goes to the student at once (an LMS), so it holds the
+        checks on hidden inputs back as results.json does."""
         self.assignment = assignment
-        self.marks = marks or {}   # (id, task) -> (points, comment): a TA's marks of manual items
+        self.marks = marks or {}
+        self.hide_until_published = hide_until_published   # (id, task) -> (points, comment): a TA's marks of manual items
         self.workspace = workspace
         self.reference = Artefacts(workspace.prepare(assignment))
         self.weights = workspace.store.describe(list(assignment.models))
@@ -73,7 +77,7 @@ class SubmissionGrader:
         summary = summarise(grade, run)
         write_results_json(out / "results.json", grade, time.monotonic() - started, summary, lateness)
         write_report(out / "report.html", self.assignment, grade, run, self.weights, summary, late=lateness,
-                     attachments=attachments)
+                     attachments=attachments, hide_until_published=self.hide_until_published)
         return gradebook_row(self.assignment, grade, summary, lateness, student)
 
     def _grade(self, entry: Path, sid: str, out: Path) -> tuple[Grade, RunRecord | None, Attachments | None]:

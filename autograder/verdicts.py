@@ -26,6 +26,7 @@ class Figure:
     labels: list[str] = field(default_factory=list)
     kind: str = "matrix"   # matrix | image | curves
     series: dict[str, list[tuple[int, float]]] = field(default_factory=dict)   # curves: tag -> [(step, value)]
+    visibility: str = "visible"   # the drawing check's: a picture of hidden inputs waits like its message
 
 
 class Figures:
@@ -33,12 +34,15 @@ class Figures:
 
     def __init__(self):
         self.items: list[Figure] = []
+        self.visibility = "visible"   # set by the grading plugin to the running check's
 
     def matrices(self, title, student, reference, labels=()):
-        self.items.append(Figure(title, _plain(student), _plain(reference), list(labels), "matrix"))
+        self.items.append(Figure(title, _plain(student), _plain(reference), list(labels), "matrix",
+                                 visibility=self.visibility))
 
     def images(self, title, student, reference, labels=()):
-        self.items.append(Figure(title, _plain(student), _plain(reference), list(labels), "image"))
+        self.items.append(Figure(title, _plain(student), _plain(reference), list(labels), "image",
+                                 visibility=self.visibility))
 
     def curves(self, title, series):
         """Scalar series {tag: [(step, value), ...]} of a run the harness made (wikiart: what the
@@ -54,7 +58,7 @@ class Figures:
             except (TypeError, ValueError, OverflowError):
                 continue   # a series that is not (step, value) pairs is not drawn
         if any(plain.values()):
-            self.items.append(Figure(title, None, None, kind="curves", series=plain))
+            self.items.append(Figure(title, None, None, kind="curves", series=plain, visibility=self.visibility))
 
 
 def _plain(value):

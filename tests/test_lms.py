@@ -181,6 +181,28 @@ def check_graded(assignment: str, results: dict, failing: set[str]) -> None:
         assert task in results["output"]
 
 
+HIDDEN_PICTURES = ("C1: item 0 of your dataset", "Confusion matrix of a grader-made model",
+                   "What your train() logged in the harness's run")
+
+
+def check_report_holds_back(page: Path, results: dict) -> None:
+    """The report.html left in the results folder (another LMS may show it at once) gives away no
+    more than results.json does before publication: no hidden check's message, no total."""
+    from markupsafe import escape
+    text = page.read_text()
+    hidden = [t for t in results["tests"] if t["visibility"] != "visible"]
+    for test in hidden:
+        if test["output"].strip():
+            assert str(escape(test["output"].strip()[:60])) not in text, test["name"]
+    for test in results["tests"]:
+        if test["visibility"] == "visible" and test["output"].strip():
+            assert str(escape(test["output"].strip()[:60])) in text, test["name"]
+    if hidden:
+        assert 'id="held-back"' in text and '<p class="score" id="score">&ndash; /' in text
+    for title in HIDDEN_PICTURES:   # drawn by after_published checks (C1, I5, W4)
+        assert str(escape(title)) not in text, title
+
+
 # -- the Gradescope simulation: four submissions per assignment --------------------------------
 @pytest.mark.slow
 def test_bundle_holds_what_grading_needs(gradescope):
@@ -214,7 +236,7 @@ def test_correct_submission(gradescope):
     results, completed = gradescope.grade(CORPUS / gradescope.assignment / entry)
     check_graded(gradescope.assignment, results, failing=set())
     assert "bundled reference values" in completed.stdout or "reference values ready" in completed.stdout
-    assert (gradescope.root / "results" / "report.html").is_file()
+    check_report_holds_back(gradescope.root / "results" / "report.html", results)
 
 
 @pytest.mark.slow
@@ -224,6 +246,7 @@ def test_buggy_submission(gradescope):
     failing = corpus_failures(gradescope.assignment, entry)
     assert failing
     check_graded(gradescope.assignment, results, failing)
+    check_report_holds_back(gradescope.root / "results" / "report.html", results)
 
 
 @pytest.mark.slow

@@ -40,3 +40,42 @@ def test_a_report_that_cannot_be_drawn_still_gives_the_grade_and_says_why(tmp_pa
     assert '<p class="score" id="score">2.0 / 3.0</p>' in page and "<strong>kim</strong>" in page
     assert "2 of 3 points. The detailed report could not be drawn" in page and "Stand-in weights" in page
     assert "ValueError: a colour map that does not exist" in (tmp_path / "report-error.txt").read_text()
+
+
+def grade_with_hidden_checks(sid: str) -> Grade:
+    """F1 checked on the grader's hidden images (after_published) with a picture of them; F5 visible."""
+    figures = Figures()
+    matrix = np.eye(3) * 0.5 + 0.25
+    figures.matrices("similarities", matrix, matrix, ["a", "b", "c"])
+    figures.visibility = "after_published"   # what the grading plugin sets while such a check runs
+    figures.images("transform of the hidden image wide.jpg", matrix, matrix)
+    verdicts = [Verdict("F1", "F1 transform (on unseen images)", 0.0, 2.0, "failed",
+                        "transform(image wide.jpg): pixel 0.731 expected 0.12", visibility="after_published"),
+                Verdict("F5", "F5 similarities", 0.0, 2.0, "failed", "`similarities`: expected 0.5, got 0.25")]
+    return Grade(sid, "fruits", verdicts, figures.items)
+
+
+def test_a_report_shown_before_publication_holds_hidden_checks_back_like_results_json(tmp_path):
+    """An LMS may show the results folder at once: the page names the hidden-input checks but gives
+    neither their result, message or picture, nor the total they are part of."""
+    fruits = assignments.load("fruits")
+    grade = grade_with_hidden_checks("kim")
+    html.write_report(tmp_path / "full.html", fruits, grade, None, STANDIN, "0 of 4 points.")
+    html.write_report(tmp_path / "early.html", fruits, grade, None, STANDIN, "0 of 4 points.",
+                      hide_until_published=True)
+    full, early = (tmp_path / "full.html").read_text(), (tmp_path / "early.html").read_text()
+    assert "pixel 0.731 expected 0.12" in full and "hidden image wide.jpg" in full   # a TA's batch: everything
+    assert full.count("data:image/png;base64,") == 4
+    assert "pixel 0.731" not in early and "wide.jpg" not in early and "0 of 4" not in early
+    assert early.count("data:image/png;base64,") == 2   # the visible check's picture only
+    assert "F1 transform (on unseen images)" in early and "appears when grades are published" in early
+    assert '<p class="score" id="score">&ndash; / 4.0</p>' in early
+    assert "expected 0.5, got 0.25" in early   # a visible check's message stays
+
+
+def test_a_grade_without_hidden_checks_shows_its_total_before_publication_too(tmp_path):
+    html.write_report(tmp_path / "report.html", assignments.load("fruits"), fruits_grade("kim"), None, STANDIN,
+                      "2 of 3 points.", hide_until_published=True)
+    page = (tmp_path / "report.html").read_text()
+    assert '<p class="score" id="score">2.0 / 3.0</p>' in page and "expected 1.0" in page
+    assert 'id="held-back"' not in page

@@ -1,6 +1,7 @@
 """The student's feedback page (report.html), rendered with jinja2 from templates/report/."""
 from __future__ import annotations
 
+import dataclasses
 import traceback
 from pathlib import Path
 
@@ -9,9 +10,11 @@ import numpy as np
 
 from ..assignments import REPO, Assignment
 from ..verdicts import Grade
+from .gradescope import overview
 from .pictures import curves_picture, matrix_picture
 
 TEMPLATES = REPO / "templates" / "report"
+HELD_BACK = "held back"   # a check on hidden inputs, in a page shown before grades are published
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
                           autoescape=jinja2.select_autoescape(["html", "j2"]),
                           trim_blocks=True, lstrip_blocks=True)
@@ -26,6 +29,7 @@ def task_rows(assignment: Assignment, grade: Grade) -> list[dict]:
                      "max": round(task.points, 2), "manual": task.manual,
                      "to_mark": any(v.status == "to mark" for v in verdicts),
                      "passed": bool(verdicts) and all(v.status == "passed" for v in verdicts),
+                     "held_back": any(v.status == HELD_BACK for v in verdicts),
                      "checks": verdicts})
     return rows
 
@@ -59,36 +63,54 @@ def curve_pictures(grade: Grade) -> list[dict]:
     return pictures
 
 
+def until_published(grade: Grade) -> Grade:
+    """The grade as a student may see it before grades are published (an LMS that shows the page at
+    once): checks on hidden inputs keep their names but not their results, messages or pictures."""
+    verdicts = [v if v.visibility == "visible" else dataclasses.replace(v, score=0.0, status=HELD_BACK, message="")
+                for v in grade.verdicts]
+    return dataclasses.replace(grade, verdicts=verdicts,
+                               figures=[f for f in grade.figures if f.visibility == "visible"])
+
+
 def render_report(assignment: Assignment, grade: Grade, run, weights: list[dict], summary: str,
-                  late=None, attachments=None) -> str:
-    """`attachments`: the student's own logs and documents (autograder.attachments), None when unknown."""
+                  late=None, attachments=None, *, hide_until_published: bool = False) -> str:
+    """`attachments`: the student's own logs and documents (autograder.attachments), None when unknown.
+    `hide_until_published`: the page goes to the student at once (an LMS's results folder), so
+    the checks on hidden inputs show no result yet, and neither does the total."""
+    held_back = hide_until_published and any(v.visibility != "visible" for v in grade.verdicts)
+    if held_back:
+        summary, grade = overview(grade, summary), until_published(grade)
     return _ENV.get_template("report.html.j2").render(
         assignment=assignment, grade=grade, run=run, weights=weights, summary=summary, late=late,
-        standins=[w for w in weights if w["kind"] != "real"],
+        held_back=held_back, standins=[w for w in weights if w["kind"] != "real"],
         tasks=task_rows(assignment, grade), pictures=figure_pictures(grade),
         curves=curve_pictures(grade), attachments=attachments,
         manual_ids=[t.id for t in assignment.tasks if t.manual])
 
 
 def write_report(path: Path, assignment: Assignment, grade: Grade, run, weights: list[dict], summary: str,
-                 *, late=None, attachments=None) -> None:
+                 *, late=None, attachments=None, hide_until_published: bool = False) -> None:
     """report.html; one that cannot be drawn (a harness bug in a picture or the template) becomes a
     short page with the grade, and the error goes beside it in report-error.txt for a TA: the grade
     in results.json and the gradebook stands."""
     try:
-        page = render_report(assignment, grade, run, weights, summary, late=late, attachments=attachments)
+        page = render_report(assignment, grade, run, weights, summary, late=late, attachments=attachments,
+                             hide_until_published=hide_until_published)
     except Exception:  # noqa: BLE001
         (path.parent / "report-error.txt").write_text(traceback.format_exc())
-        write_plain_report(path, assignment.name, grade.submission_id, grade.score, grade.max_score, weights,
-                           f"{summary} The detailed report could not be drawn; a TA has been told "
-                           "(report-error.txt).")
+        held_back = hide_until_published and any(v.visibility != "visible" for v in grade.verdicts)
+        write_plain_report(path, assignment.name, grade.submission_id,
+                           None if held_back else grade.score, grade.max_score, weights,
+                           f"{overview(grade, summary) if held_back else summary} The detailed report could "
+                           "not be drawn; a TA has been told (report-error.txt).")
         return
     path.write_text(page, encoding="utf-8")
 
 
-def write_plain_report(path: Path, assignment: str, submission: str, score: float, max_score: float,
+def write_plain_report(path: Path, assignment: str, submission: str, score: float | None, max_score: float,
                        weights: list[dict], message: str) -> None:
-    """The shortest report: the grade, the weights it was computed with, and why there is nothing more."""
+    """The shortest report: the grade (None: not shown before publication), the weights it was
+    computed with, and why there is nothing more."""
     path.write_text(_ENV.get_template("plain_report.html.j2").render(
         assignment=assignment, submission=submission, score=score, max_score=max_score, message=message,
         standins=[w for w in weights if w["kind"] != "real"]), encoding="utf-8")
