@@ -62,7 +62,7 @@ class Assignment:
         """Which of the harvest's on-request values (still offered in `student`, the first step's
         export) the graders need for this student; all of them when the graders do not say."""
         offered = {name for name in student.entries if student.status(name) == ON_REQUEST}
-        decide = _graders_requested_values(self.name)
+        decide = _graders_requested_values(self.name) if offered else None
         return offered if decide is None else offered & set(decide(student, reference))
 
     @property
