@@ -61,6 +61,7 @@ def cmd_batch(args) -> int:
                    args.submission_times.resolve() if args.submission_times else None, args.id_pattern,
                    reuse_runs=not args.rerun, warm_kernels=warm,
                    **({"kept_runs_bytes": int(args.kept_runs_gib * 2**30)} if args.kept_runs_gib is not None else {}))
+    _warn_if_kernels_may_read(args.folder, args.isolation, args.scheduler)
     try:
         rows = run_batch(job, args.folder, workers=args.workers, progress=not args.quiet, scheduler=args.scheduler)
     except (CourseRuleError, ClusterError) as error:   # course.toml, times, id pattern; the Dask scheduler or workers
@@ -75,6 +76,16 @@ def cmd_batch(args) -> int:
     if (job.out / "to_mark.csv").exists():
         print(f"to mark:   {job.out / 'to_mark.csv'} (fill in points, pass it back with --marks)")
     return 0
+
+
+def _warn_if_kernels_may_read(folder: Path, isolation: str, scheduler: str | None) -> None:
+    """Without bubblewrap each kernel sees the real file tree as its private uid: the grader shuts its
+    own folders, but the TA's submissions folder is theirs; say so when others may read it."""
+    from .sandbox import kernels_see_the_file_tree
+    if scheduler is None and folder.exists() and kernels_see_the_file_tree(isolation) \
+            and folder.stat().st_mode & 0o005:
+        print(f"grade.py: warning: kernels run without bubblewrap and {folder} is readable by other users, "
+              "so each submission's code could read the others; `chmod o-rx` it first", file=sys.stderr)
 
 
 def _id_pattern(text: str) -> str:

@@ -297,20 +297,6 @@ def _entry(submission: Path) -> Path:
     return submission
 
 
-def _hide_from_students(source: Path) -> None:
-    """Make the reference, graders and cached answers unreadable to the student's private uid.
-
-    In a container bubblewrap may not be allowed, and then the kernel sees the real file tree; it
-    still runs as a private uid (root and setpriv), which these folders now shut out.
-    """
-    if os.geteuid() != 0:
-        return
-    for relative in ("reference", "graders", "cache/reference", "cache/probes"):
-        folder = source / relative
-        if folder.is_dir():
-            os.chmod(folder, 0o700)
-
-
 def _lateness(root: Path, assignment_name: str):
     """The submission's lateness from Gradescope's submission_metadata.json (None when absent)."""
     from . import late
@@ -342,7 +328,11 @@ def run_submission(root: Path) -> dict:
     # another LMS the whole folder): its report.html holds hidden-input checks back like results.json.
     grader = SubmissionGrader(assignment, workspace, isolation=config.get("isolation", "auto"),
                               hide_until_published=True)
-    _hide_from_students(source)
+    if os.geteuid() == 0:
+        # In a container bubblewrap may not be allowed, and then the kernel sees the real file tree
+        # as its private uid; the bundle's reference, graders and cached answers are shut to it
+        # whatever the isolation level (SubmissionGrader does so itself only without bubblewrap).
+        workspace.hide_from_kernels()
     lateness = _lateness(root, config["assignment"])
     before = fingerprint(source)   # after the grader's own set-up (its lock files), before student code
     with tempfile.TemporaryDirectory(prefix="lms-out-") as scratch:

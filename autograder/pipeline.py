@@ -7,6 +7,7 @@ report that say so; only a bug of the harness itself ends as status "harness err
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -25,6 +26,7 @@ from .late import CourseRuleError, Lateness, gradebook_columns, load_course
 from .manual import collect_answers, manual_verdicts
 from .reports import write_report, write_results_json
 from .runcache import RunCache
+from .sandbox import kernels_see_the_file_tree
 from .verdicts import Grade, Verdict
 from .workspace import Workspace
 
@@ -38,10 +40,14 @@ class SubmissionGrader:
         `hide_until_published`: report.html goes to the student at once (an LMS), so it holds the
         checks on hidden inputs back as results.json does."""
         self.assignment = assignment
-        self.marks = marks or {}
-        self.hide_until_published = hide_until_published   # (id, task) -> (points, comment): a TA's marks of manual items
+        self.marks = marks or {}   # (id, task) -> (points, comment): a TA's marks of manual items
+        self.hide_until_published = hide_until_published
         self.workspace = workspace
         self.reference = Artefacts(workspace.prepare(assignment))
+        # Without bubblewrap a kernel sees the real file tree as its private uid: shut our folders.
+        self.private_outputs = kernels_see_the_file_tree(isolation)
+        if self.private_outputs:
+            workspace.hide_from_kernels()
         self.weights = workspace.store.describe(list(assignment.models))
         self.runner = SubmissionRunner(limits=assignment.limits, weight_store=workspace.store.root,
                                        sandbox_base=workspace.sandbox_base, isolation=isolation, warm=warm,
@@ -67,6 +73,8 @@ class SubmissionGrader:
         out = Path(out_root) / sid
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
+        if self.private_outputs:   # other entries' reports and values, from the kernels beside them
+            os.chmod(out_root, 0o700)
         try:
             grade, run, attachments = self._grade(Path(entry), sid, out)
         except Exception:  # noqa: BLE001 - a harness bug must not stop the batch or lose the entry

@@ -48,6 +48,18 @@ class Workspace:
             digest.update(source.read_bytes() if source.exists() else b"-")
         return self.cache / "probes" / f"{assignment.name}-{digest.hexdigest()[:12]}"
 
+    def hide_from_kernels(self) -> None:
+        """Shut the reference, the graders (they make the hidden inputs), the cached answers, hidden
+        inputs and other students' kept runs to every user but the grader's own: where kernels run as
+        a private uid on the real file tree (no bubblewrap), these are world-readable otherwise. The
+        weight store and the data stay readable: the kernels load them."""
+        for folder in (REPO / "reference", REPO / "graders"):
+            if folder.is_dir():
+                os.chmod(folder, 0o700)
+        for folder in (self.cache / "reference", self.cache / "probes", self.cache / "runs"):
+            folder.mkdir(parents=True, exist_ok=True)   # made private before anything is kept there
+            os.chmod(folder, 0o700)
+
     # -- set-up -------------------------------------------------------------------------------
     def prepare(self, assignment: Assignment, *, build_data: bool = True) -> Path:
         """Weights, data, probes and reference values, each made only if missing; returns the

@@ -101,3 +101,20 @@ def test_bundled_archive_is_graded_on_its_wikiart_part_with_the_student_s_files(
     assert 'alt="first page of cs587_carol_assignment4/report.pdf" src="data:image/png;base64,' in page
     integrity = (wikiart_batch / "integrity.html").read_text()
     assert "cs587_carol_assignment4" in integrity                 # compared, on its wikiart notebook
+
+
+@pytest.mark.parametrize("mode,warned", [(0o755, True), (0o750, False)])
+def test_a_batch_without_bubblewrap_warns_when_others_may_read_the_submissions(tmp_path, monkeypatch, capsys,
+                                                                               mode, warned):
+    """Each kernel would see the real file tree as its private uid: the other entries of a folder
+    that others may read are within its reach (the grader's own folders it shuts itself)."""
+    import os
+    from autograder import cli, sandbox
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    os.chmod(folder, mode)
+    monkeypatch.setattr(sandbox, "kernels_see_the_file_tree", lambda isolation: isolation == "uid")
+    cli._warn_if_kernels_may_read(folder, "uid", None)
+    assert ("readable by other users" in capsys.readouterr().err) is warned
+    cli._warn_if_kernels_may_read(folder, "bwrap", None)   # bubblewrap: the kernel sees only its sandbox
+    assert capsys.readouterr().err == ""

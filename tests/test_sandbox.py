@@ -393,9 +393,20 @@ def uid_only(tmp_path_factory):
     outside = tmp / "outside"
     outside.mkdir()
     marker = f"598.{secrets.randbelow(10**8):08d}"
+    limits = Limits(cell_timeout_s=CELL_TIMEOUT_S, total_timeout_s=60, memory_bytes=1 * GiB,
+                    max_processes=MAX_PROCESSES)
+    store = tmp / "store"
+    store.mkdir()
+    os.chmod(store, 0o755)
+    # Another submission's sandbox beside this one (a second worker's), handed to its own uid.
+    other = Sandbox(tmp / "sandboxes", "other", limits, weight_store=store, isolation="uid").__enter__()
+    (other.work / "their_notebook.ipynb").write_text("another student's work")
+    other.hand_over()
     cells = [
         ("prelude", PRELUDE),
         ("write", f"attempt('write_outside', lambda: open({str(outside / 'x.txt')!r}, 'w').write('x'))"),
+        ("other", f"attempt('read_other', lambda: open({str(other.work / 'their_notebook.ipynb')!r}).read())\n"
+                  f"attempt('list_other', lambda: os.listdir({str(other.work)!r}))"),
         ("daemon", f"""\
             import subprocess
             subprocess.Popen(["sleep", "{marker}"], start_new_session=True)
@@ -406,15 +417,13 @@ def uid_only(tmp_path_factory):
                 os._exit(0)
             """),
     ]
-    limits = Limits(cell_timeout_s=CELL_TIMEOUT_S, total_timeout_s=60, memory_bytes=1 * GiB,
-                    max_processes=MAX_PROCESSES)
-    store = tmp / "store"
-    store.mkdir()
-    os.chmod(store, 0o755)
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(textwrap.dedent(s)) for _, s in cells])
     runner = SubmissionRunner(limits=limits, weight_store=store, sandbox_base=tmp / "sandboxes", isolation="uid")
-    record, executed = runner.run(notebook, name="uidonly", files=[], files_base=tmp, data={}, probes=None,
-                                  harvest_source=HARVEST, export_to=tmp / "export")
+    try:
+        record, executed = runner.run(notebook, name="uidonly", files=[], files_base=tmp, data={}, probes=None,
+                                      harvest_source=HARVEST, export_to=tmp / "export")
+    finally:
+        other.__exit__(None, None, None)
     reports = printed_reports(executed)
     leftovers = [p.parent.name for p in Path("/proc").glob("[0-9]*/cmdline")
                  if _read(p).find(marker.encode()) >= 0]
@@ -441,9 +450,55 @@ def test_without_bubblewrap_the_private_uid_cannot_write_the_grader_s_folders(ui
     assert list(uid_only.outside.iterdir()) == []
 
 
+def test_without_bubblewrap_a_kernel_cannot_read_the_submission_beside_it(uid_only):
+    """Two workers' sandboxes share the sandbox folder: each one's folders are private to its uid."""
+    assert uid_only.reports["read_other"].startswith("PermissionError"), uid_only.reports["read_other"]
+    assert uid_only.reports["list_other"].startswith("PermissionError"), uid_only.reports["list_other"]
+
+
 def test_without_bubblewrap_every_process_of_the_private_uid_is_killed(uid_only):
     assert uid_only.record.harvest_status == "ok"
     assert uid_only.leftovers == []
+
+
+@pytest.mark.slow
+def test_without_bubblewrap_the_grader_shuts_its_reference_cache_and_other_reports(tmp_path):
+    """`grade.py check --isolation uid`: the kernel sees the real file tree as its private uid, so
+    the grader makes the reference, graders, cached answers, hidden inputs, kept runs and the
+    reports folder private to itself; the weight store stays readable and the grade is whole."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("a private uid needs root and setpriv")
+    from autograder.workspace import Workspace
+    repo, cache = Path(__file__).resolve().parent.parent, Workspace().cache
+    out = Path(tempfile.mkdtemp(prefix="autograder-uid-out-"))   # others may enter it, as out/ may
+    try:
+        os.chmod(out, 0o755)
+        (out / "other_entry").mkdir(mode=0o755)
+        (out / "other_entry" / "results.json").write_text('{"score": 15}')
+        tries = {"reference": repo / "reference" / "fruits.py", "graders": repo / "graders" / "fruits" / "expected.py",
+                 "cached_answers": cache / "reference", "probes": cache / "probes", "kept_runs": cache / "runs",
+                 "other_report": out / "other_entry" / "results.json", "weights": cache / "torch"}
+        cell = PRELUDE + "".join(
+            f"attempt({name!r}, lambda: os.listdir({str(path)!r}) if os.path.isdir({str(path)!r}) "
+            f"else open({str(path)!r}).read())\n" for name, path in tries.items())
+        notebook = nbformat.read(str(repo / "submissions" / "fruits" / "alice_correct.ipynb"), as_version=4)
+        notebook.cells.append(nbformat.v4.new_code_cell(cell))
+        nbformat.write(notebook, str(tmp_path / "alice.ipynb"))
+        completed = subprocess.run([sys.executable, "grade.py", "check", str(tmp_path / "alice.ipynb"),
+                                    "--assignment", "fruits", "--isolation", "uid", "--out", str(out)],
+                                   cwd=repo, capture_output=True, text=True, timeout=600)
+        assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+        reports = printed_reports(nbformat.read(str(out / "alice" / "executed.ipynb"), as_version=4))
+        assert reports["ids"][0] >= 100000
+        for name in tries:
+            if name == "weights":
+                assert reports[name] == "ok", reports[name]   # the kernel loads its checkpoints from there
+            else:
+                assert reports[name].startswith("PermissionError"), (name, reports[name])
+        results = json.loads((out / "alice" / "results.json").read_text())
+        assert sum(t["score"] for t in results["tests"]) == 15, results["output"]
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 # -- the deadline run ---------------------------------------------------------------------------------------

@@ -95,6 +95,14 @@ def _cgroup_layout() -> str | None:
     return None
 
 
+def kernels_see_the_file_tree(isolation: str) -> bool:
+    """Whether kernels will run as a private uid on the machine's own file tree (root and setpriv,
+    but no bubblewrap): then whatever other users may read, a student may read, and the grader
+    must shut its own folders (Workspace.hide_from_kernels)."""
+    private_uid = isolation != "none" and os.geteuid() == 0 and shutil.which("setpriv") is not None
+    return private_uid and not (isolation in ("auto", "bwrap") and bubblewrap_works())
+
+
 class Sandbox:
     """A fresh folder and jail for one run. Use as a context manager: the exit kills and removes."""
 
@@ -169,6 +177,9 @@ class Sandbox:
             for path in [folder, *folder.rglob("*")]:
                 if not any(path == m or m in path.parents for _s, m in self._data_mounts):
                     os.lchown(path, self.uid, self.uid)
+            # Private to this uid: without bubblewrap another submission's kernel (another uid,
+            # beside it in the sandbox folder) would otherwise read this one's files.
+            os.chmod(folder, 0o700)
         os.chmod(self.root, 0o755)
 
     def add_probes(self, source: Path) -> None:
