@@ -173,6 +173,9 @@ def summarise(grade: Grade, run: RunRecord | None) -> str:
             parts.append(run.message)
         elif run.harvest_status != "ok":
             parts.append(_why_not_collected(run).capitalize() + ".")
+        elif run.harvest_error:   # the harvest's second step: the first step's values were graded
+            parts.append(f"Re-running your own code for some checks failed ({run.harvest_error[:200]}); "
+                         "those checks compared your values with the reference's instead.")
         errors = [c for c in run.cells if c.status in ("error", "timeout")]
         if errors:
             first = errors[0]

@@ -79,3 +79,17 @@ def test_a_grade_without_hidden_checks_shows_its_total_before_publication_too(tm
     page = (tmp_path / "report.html").read_text()
     assert '<p class="score" id="score">2.0 / 3.0</p>' in page and "expected 1.0" in page
     assert 'id="held-back"' not in page
+
+
+def test_the_summary_says_when_the_harvest_s_second_step_failed():
+    """The student's own upstream re-run killed the kernel: the first step's values were graded, and
+    the checks that needed the re-run fell back on the reference; the student is told."""
+    from autograder.execution import RunRecord
+    from autograder.pipeline import summarise
+    failed = RunRecord(outcome="finished", harvest_status="ok",
+                       harvest_error="computing upstream:train_features: the kernel died while the grader "
+                                     "collected the values (memory limit)")
+    summary = summarise(fruits_grade("kim"), failed)
+    assert summary.startswith("2 of 3 points.")
+    assert "upstream:train_features: the kernel died" in summary and "with the reference's instead" in summary
+    assert summarise(fruits_grade("kim"), RunRecord(outcome="finished", harvest_status="ok")) == "2 of 3 points."
