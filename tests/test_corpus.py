@@ -113,18 +113,27 @@ def test_gradebook_lists_every_entry(corpus_batches, assignment):
     assert (out / "index.html").is_file()
 
 
-def test_fruits_upstream_is_re_extracted_only_for_features_that_are_not_the_reference_s(corpus_batches):
+@pytest.mark.parametrize("assignment,upstream,not_needed,needed", [
+    ("fruits", ("upstream:train_features", "upstream:test_features"),
+     ("correct_module_v2", "correct_identity_v1", "correct_functional", "correct_folder"),
+     ("bug_F1_no_normalize", "bug_F2_swapped_splits", "bug_F3_no_pretrained_weights")),
+    ("scene15", ("upstream:X_train", "upstream:X_test"),
+     ("correct_a", "correct_module_v2", "correct_functional"),
+     ("bug_S3_before_relu", "bug_S4_no_l2_norm")),
+])
+def test_the_own_upstream_is_re_run_only_for_values_that_are_not_the_reference_s(corpus_batches, assignment,
+                                                                                 upstream, not_needed, needed):
     """The harvest's second step (autograder/execution.py): a correct entry's features are the
-    reference's, so its network never runs over the data sets again; an entry whose features follow
-    its own transform, datasets or network (F1-F3 bugs) has them re-extracted, and keeps F4."""
+    reference's, so its pipeline never runs over the data again; an entry whose features follow its
+    own mistake upstream (fruits F1-F3, scene15 S3/S4) has it re-run, and keeps the feature task
+    (its expected verdicts, test_entry_gets_its_expected_verdicts)."""
     from autograder.artefacts import ON_REQUEST, Artefacts
-    out = corpus_batches["fruits"]
-    upstream = ("upstream:train_features", "upstream:test_features")
+    out = corpus_batches[assignment]
 
     def statuses(sid: str) -> list[str]:
         student = Artefacts(out / sid / "artefacts")
         return [student.status(name) for name in upstream]
-    for sid in ("correct_module_v2", "correct_identity_v1", "correct_functional", "correct_folder"):
+    for sid in not_needed:
         assert statuses(sid) == [ON_REQUEST, ON_REQUEST], sid
-    for sid in ("bug_F1_no_normalize", "bug_F2_swapped_splits", "bug_F3_no_pretrained_weights"):
+    for sid in needed:
         assert statuses(sid) == ["ok", "ok"], sid

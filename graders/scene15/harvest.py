@@ -76,9 +76,11 @@ def harvest(ns, ex, probes):
     ex.value("relu7:output", lambda: _forward(_built(built), batch))
 
     # S5's upstream: the student's own extract_features and VGG16relu7 on a few items of each split.
+    # Costly (VGG16 on each item), and needed only where X_<split> is not the reference's: the
+    # graders ask for it (test_scene15.requested_values).
     data = _data_dir()
     for split in ("train", "test"):
-        ex.value(f"upstream:X_{split}", lambda: get("extract_features")(
+        ex.on_request(f"upstream:X_{split}", lambda split=split: get("extract_features")(
             _subset(os.path.join(data, split)), _built(built)))
     ex.write()
 
