@@ -72,12 +72,17 @@ def until_published(grade: Grade) -> Grade:
                                figures=[f for f in grade.figures if f.visibility == "visible"])
 
 
+def _holds_back(grade: Grade, hide_until_published: bool) -> bool:
+    """Whether the page must leave results out: it is shown at once and some checks wait for publication."""
+    return hide_until_published and any(v.visibility != "visible" for v in grade.verdicts)
+
+
 def render_report(assignment: Assignment, grade: Grade, run, weights: list[dict], summary: str,
                   late=None, attachments=None, *, hide_until_published: bool = False) -> str:
     """`attachments`: the student's own logs and documents (autograder.attachments), None when unknown.
     `hide_until_published`: the page goes to the student at once (an LMS's results folder), so
     the checks on hidden inputs show no result yet, and neither does the total."""
-    held_back = hide_until_published and any(v.visibility != "visible" for v in grade.verdicts)
+    held_back = _holds_back(grade, hide_until_published)
     if held_back:
         summary, grade = overview(grade, summary), until_published(grade)
     return _ENV.get_template("report.html.j2").render(
@@ -98,7 +103,7 @@ def write_report(path: Path, assignment: Assignment, grade: Grade, run, weights:
                              hide_until_published=hide_until_published)
     except Exception:  # noqa: BLE001
         (path.parent / "report-error.txt").write_text(traceback.format_exc())
-        held_back = hide_until_published and any(v.visibility != "visible" for v in grade.verdicts)
+        held_back = _holds_back(grade, hide_until_published)
         write_plain_report(path, assignment.name, grade.submission_id,
                            None if held_back else grade.score, grade.max_score, weights,
                            f"{overview(grade, summary) if held_back else summary} The detailed report could "

@@ -95,12 +95,21 @@ def _cgroup_layout() -> str | None:
     return None
 
 
+def _uses_bwrap(isolation: str) -> bool:
+    return isolation in ("auto", "bwrap") and bubblewrap_works()
+
+
+def _uses_private_uid(isolation: str) -> bool:
+    """A private uid needs root and setpriv, not bubblewrap: where namespaces are not allowed (a
+    container), the student's code still runs as nobody in particular, under RLIMIT_NPROC."""
+    return isolation != "none" and os.geteuid() == 0 and shutil.which("setpriv") is not None
+
+
 def kernels_see_the_file_tree(isolation: str) -> bool:
     """Whether kernels will run as a private uid on the machine's own file tree (root and setpriv,
     but no bubblewrap): then whatever other users may read, a student may read, and the grader
     must shut its own folders (Workspace.hide_from_kernels)."""
-    private_uid = isolation != "none" and os.geteuid() == 0 and shutil.which("setpriv") is not None
-    return private_uid and not (isolation in ("auto", "bwrap") and bubblewrap_works())
+    return _uses_private_uid(isolation) and not _uses_bwrap(isolation)
 
 
 class Sandbox:
@@ -120,12 +129,10 @@ class Sandbox:
         self.uid = _unused_uid(Path(base))
         if isolation not in ISOLATION_LEVELS:
             raise ValueError(f"isolation must be one of {', '.join(ISOLATION_LEVELS)}, not {isolation!r}")
-        self._use_bwrap = isolation in ("auto", "bwrap") and bubblewrap_works()
+        self._use_bwrap = _uses_bwrap(isolation)
         if isolation == "bwrap" and not self._use_bwrap:
             raise RuntimeError("bubblewrap isolation was required but does not work here")
-        # A private uid needs root and setpriv, not bubblewrap: where namespaces are not allowed (a
-        # container), the student's code still runs as nobody in particular, under RLIMIT_NPROC.
-        self._private_uid = isolation != "none" and os.geteuid() == 0 and shutil.which("setpriv") is not None
+        self._private_uid = _uses_private_uid(isolation)
         self._cgroups: list[Path] = []
         self._cgroup_kind = _cgroup_layout() if isolation != "none" else None
         self._data_mounts: list[tuple[Path, Path]] = []
