@@ -51,12 +51,16 @@ def cmd_batch(args) -> int:
     if args.marks is not None and not args.marks.is_file():
         print(f"grade.py: marks file {args.marks} does not exist", file=sys.stderr)
         return 2
-    # A spare kernel per worker only where a core is free for it while the workers' kernels run:
-    # on a machine whose every core has a worker, spares cost throughput (measured: 2 workers on
-    # 2 cores, 12 fruits entries, 46 s without spares, 50 s with).
-    warm = args.workers < (os.cpu_count() or 1)
+    # Where kernels are forked from a worker's fork server (sandbox/forkserver.py) a spare costs a
+    # fork and ipykernel's start, not torch's imports: every worker keeps one, and no core is kept
+    # for it. Otherwise a spare (which imports torch itself) only where a core is free for it while
+    # the workers' kernels run: on a machine whose every core has a worker, such spares cost
+    # throughput (measured: 2 workers on 2 cores, 12 fruits entries, 46 s without spares, 50 s with).
+    from .sandbox import forks_kernels
+    forked = forks_kernels(args.isolation)
+    warm = forked or args.workers < (os.cpu_count() or 1)
     job = BatchJob(args.assignment, args.out.resolve(), args.cache.resolve(), args.data.resolve(),
-                   args.isolation, _overrides(args, args.workers, spares=args.workers if warm else 0),
+                   args.isolation, _overrides(args, args.workers, spares=args.workers if warm and not forked else 0),
                    args.marks.resolve() if args.marks else None,
                    args.submission_times.resolve() if args.submission_times else None, args.id_pattern,
                    reuse_runs=not args.rerun, warm_kernels=warm,

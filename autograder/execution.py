@@ -10,6 +10,7 @@ folder, so no network is needed) and reads back the exported files. Nothing it r
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -27,9 +28,12 @@ from jupyter_core.utils import ensure_async, run_sync
 from nbclient.exceptions import CellControlSignal, DeadKernelError
 
 from .artefacts import ENCODER_SOURCE, ON_REQUEST, Artefacts, copy_out
-from .sandbox import Limits, Sandbox, remove_left_behind
+from .sandbox import ForkFailed, ForkServer, Limits, Sandbox, forks_kernels, kernel_environment, remove_left_behind
+from .sandbox.forkserver import find_holder, holder_command
 
 TIMEOUT_ENAME = "CellTimeoutError"
+FORKED_DEFENCE = ("kernel forked from the worker's fork server (torch imported once, in a process that never ran "
+                  "student code), then joined this sandbox's namespaces, cgroup, limits and uid")
 HARVEST_TIMEOUT_S = 180
 
 
@@ -78,13 +82,16 @@ class RunRecord:
 
 
 class SandboxKernelManager(AsyncKernelManager):
-    """A KernelManager whose kernel starts inside a Sandbox, talking over ipc sockets."""
+    """A KernelManager whose kernel starts inside a Sandbox, talking over ipc sockets: exec'd there
+    (launch.py -> bubblewrap -> setpriv -> ipykernel), or, when the sandbox has a fork server,
+    forked into it with its imports done (sandbox/forkserver.py)."""
 
     def __init__(self, sandbox: Sandbox, *, warm_imports: tuple[str, ...] = (), **kwargs):
         runtime = sandbox.runtime
         super().__init__(transport="ipc", ip=str(runtime / "kernel"),
                          connection_file=str(runtime / "connection.json"), **kwargs)
         self.sandbox = sandbox
+        self.forked = False    # started by the fork server (forkserver.py), not exec'd afresh
         # -P: no student file shadows the standard library while the kernel starts; the work folder
         # is then appended to sys.path, so a submission can still import its own helper modules.
         start_up = "import sys as _s, os as _o; _s.path.append(_o.getcwd()); del _s, _o"
@@ -93,13 +100,13 @@ class SandboxKernelManager(AsyncKernelManager):
         start_up += "".join(f"; __import__({module!r})" for module in warm_imports)
         options = ["--HistoryManager.enabled=False", "--IPKernelApp.capture_fd_output=False",
                    f"--IPKernelApp.exec_lines={start_up}"]
-        argv = sandbox.wrap([sys.executable, "-P", "-m", "ipykernel_launcher", "-f", "{connection_file}", *options])
+        self._kernel_arguments = ["-f", "{connection_file}", *options]
+        argv = sandbox.wrap([sys.executable, "-P", "-m", "ipykernel_launcher", *self._kernel_arguments])
         self._kernel_spec = KernelSpec(argv=argv, display_name="sandboxed python", language="python",
                                        interrupt_mode="message", env={})
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         # The kernel may run as the sandbox's private uid: let it read its connection file.
-        import os
         if self.sandbox.runs_as_private_uid:
             os.chown(self.connection_file, self.sandbox.uid, self.sandbox.uid)
         kw["env"] = self.sandbox.environment()
@@ -110,9 +117,38 @@ class SandboxKernelManager(AsyncKernelManager):
         kw["stdout"] = kw["stderr"] = log
         kw["stdin"] = subprocess.DEVNULL
         try:
+            if self.sandbox.forks_kernels:
+                try:
+                    return await self._launch_forked(log, kw)
+                except ForkFailed as error:
+                    print(f"autograder: kernel not forked ({error}); starting it the plain way", file=sys.stderr)
+                    self.sandbox.kill_all(self.process)
             await super()._async_launch_kernel(kernel_cmd, **kw)
         finally:
             log.close()  # the kernel holds its own copy of the descriptor
+
+    async def _launch_forked(self, log, kw) -> None:
+        """Start the sandbox around a holder (forkserver.py), then have the fork server fork the
+        kernel into it: its imports were done once, in the zygote."""
+        status_read, status_write = os.pipe()
+        try:
+            await super()._async_launch_kernel(self.sandbox.wrap(holder_command(status_read)),
+                                               **kw, pass_fds=(status_read,))
+            os.close(status_read)
+            status_read = None
+            holder = find_holder(self.process.pid, self.sandbox.uid)
+            arguments = [a.format(connection_file=self.connection_file) for a in self._kernel_arguments]
+            request = {**self.sandbox.launch_spec(), "uid": self.sandbox.uid, "env": kw["env"],
+                       "cwd": kw["cwd"], "argv": arguments}
+            self.sandbox.fork_server.fork_kernel(holder, request=request, log_fd=log.fileno(),
+                                                 status_fd=status_write)
+            self.forked = True
+            if FORKED_DEFENCE not in self.sandbox.defences.active:
+                self.sandbox.defences.have(FORKED_DEFENCE)
+        finally:
+            for fd in (status_read, status_write):
+                if fd is not None:
+                    os.close(fd)
 
     @property
     def process(self):
@@ -156,6 +192,8 @@ class SubmissionRunner:
     start at once. A spare serves exactly one submission and is then killed and removed like any
     sandbox, so isolation is unchanged: every submission still has its own folder, uid, cgroup,
     namespaces and kernel process; only the waiting is moved off the submission's path.
+    Where bubblewrap and a private uid jail the kernels, a warm runner also keeps a fork server, so
+    that neither the spares nor the first kernel import torch themselves (sandbox/forkserver.py).
     """
 
     def __init__(self, *, limits: Limits, weight_store: Path, sandbox_base: Path,
@@ -168,6 +206,7 @@ class SubmissionRunner:
         self.warm_imports = warm_imports   # assignment.toml: the template's heavy imports
         self._spare: _Spare | None = None
         self._swept = False
+        self._fork_server: ForkServer | None = None
 
     def run(self, notebook: nbformat.NotebookNode, *, name: str, files: list[Path], files_base: Path,
             data: dict[str, Path], probes: Path | None, harvest_source: str, export_to: Path,
@@ -188,6 +227,7 @@ class SubmissionRunner:
             if self.warm:   # the next submission's kernel imports while this one's cells run
                 execution.on_first_kernel_ready = lambda: self.prestart(data)
             execution.run(probes, harvest_source)
+            record.defences = sandbox.defences.to_dict()   # with how its kernels were started
             peak = sandbox.peak_memory_bytes()
             record.peak_memory_mib = round(peak / 2**20, 1) if peak else None
             record.export_problems = copy_out(sandbox.export_dir, export_to)
@@ -222,6 +262,9 @@ class SubmissionRunner:
         spare, self._spare = self._spare, None
         if spare is not None:
             spare.discard()
+        server, self._fork_server = self._fork_server, None
+        if server is not None:
+            server.close()
 
     def _take_spare(self, data: dict[str, Path]) -> "_Spare | None":
         spare, self._spare = self._spare, None
@@ -239,6 +282,7 @@ class SubmissionRunner:
             self._swept = True
         sandbox = Sandbox(self.sandbox_base, name, self.limits, weight_store=self.weight_store,
                           isolation=self.isolation).__enter__()
+        sandbox.fork_server = self._running_fork_server()
         try:
             for relative, source in data.items():
                 sandbox.mount_data(source, relative)
@@ -246,6 +290,21 @@ class SubmissionRunner:
             sandbox.__exit__(None, None, None)
             raise
         return sandbox
+
+    def _running_fork_server(self) -> ForkServer | None:
+        """A worker's fork server (forkserver.py), started with its first sandbox: its zygote imports
+        the heavy libraries once, and every later kernel is forked from it, imports done."""
+        if not self.warm or not forks_kernels(self.isolation):
+            return None
+        if self._fork_server is not None and not self._fork_server.alive():
+            self._fork_server.close()
+            self._fork_server = None
+        if self._fork_server is None:
+            try:
+                self._fork_server = ForkServer(self.warm_imports, kernel_environment(self.limits, self.weight_store))
+            except OSError as error:
+                print(f"autograder: no fork server ({error}); kernels start the plain way", file=sys.stderr)
+        return self._fork_server
 
 
 @dataclass

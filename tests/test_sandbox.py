@@ -29,7 +29,7 @@ import nbformat
 import pytest
 
 from autograder.execution import RunRecord, SubmissionRunner, _Execution
-from autograder.sandbox import GiB, Limits, Sandbox, bubblewrap_works, remove_left_behind
+from autograder.sandbox import GiB, Limits, Sandbox, bubblewrap_works, forks_kernels, remove_left_behind
 
 needs_bwrap = pytest.mark.skipif(
     not (bubblewrap_works() and shutil.which("setpriv")),
@@ -54,6 +54,15 @@ def attempt(key, action):
         report(key, f"{type(error).__name__}: {error}")
 report("ids", [os.getuid(), os.geteuid(), os.getgid(), os.getegid()])
 report("cwd", os.getcwd())
+_status = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines() if ":" in l)
+report("privileges", {k: _status[k].strip() for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Groups")})
+def _target(fd):
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:   # the listing's own descriptor, closed by now
+        return None
+report("descriptors", sorted(filter(None, map(_target, os.listdir("/proc/self/fd")))))
+report("autograder_modules", sorted(m for m in sys.modules if "autograder" in m or m.startswith(("graders", "reference"))))
 """
 
 
@@ -80,14 +89,25 @@ class Run:
 
 
 def run_cells(tmp: Path, name: str, cells: list[tuple[str, str]], limits: Limits, *, store: Path,
-              data: dict | None = None) -> Run:
-    """Run labelled cells in a fresh sandbox; collect every `@@{json}` line they printed."""
+              data: dict | None = None, forked: bool = False) -> Run:
+    """Run labelled cells in a fresh sandbox; collect every `@@{json}` line they printed. `forked`:
+    as a batch worker does, with kernels forked from a fork server (its zygote's open descriptors
+    are kept in the reports as "zygote_descriptors")."""
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(textwrap.dedent(s)) for _, s in cells])
     base = tmp / "sandboxes"
-    runner = SubmissionRunner(limits=limits, weight_store=store, sandbox_base=base)
-    record, executed = runner.run(notebook, name=name, files=[], files_base=tmp, data=data or {}, probes=None,
-                                  harvest_source=HARVEST, export_to=tmp / "export")
-    return Run(record, executed, printed_reports(executed), {label: i for i, (label, _) in enumerate(cells)}, base)
+    runner = SubmissionRunner(limits=limits, weight_store=store, sandbox_base=base, warm=forked,
+                              warm_imports=("torch",) if forked else ())
+    try:
+        record, executed = runner.run(notebook, name=name, files=[], files_base=tmp, data=data or {}, probes=None,
+                                      harvest_source=HARVEST, export_to=tmp / "export")
+        zygote = runner._fork_server.process.pid if runner._fork_server else None
+        zygote_descriptors = sorted(os.readlink(f) for f in Path(f"/proc/{zygote}/fd").iterdir()) if zygote else []
+    finally:
+        runner.close()
+    run = Run(record, executed, printed_reports(executed), {label: i for i, (label, _) in enumerate(cells)}, base)
+    run.reports["zygote_descriptors"] = zygote_descriptors
+    run.reports["zygote_after"] = zygote is not None and Path(f"/proc/{zygote}").exists()
+    return run
 
 
 def printed_reports(executed: nbformat.NotebookNode) -> dict:
@@ -120,10 +140,13 @@ def leftover_cgroups(name: str) -> list[Path]:
 
 
 # -- the probe run ---------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def probe(tmp_path_factory, repo):
+@pytest.fixture(scope="module", params=["exec", "forked"])
+def probe(tmp_path_factory, repo, request):
+    """The probe notebook run twice: by a kernel exec'd in its sandbox (a single `check`), and by
+    one forked into it from a batch worker's fork server (zygote.py), which must not differ."""
     if not (bubblewrap_works() and shutil.which("setpriv")):
         pytest.skip("no bubblewrap sandbox here")
+    forked = request.param == "forked"
     tmp = tmp_path_factory.mktemp("probe")
     outside = tmp / "outside"
     outside.mkdir()
@@ -219,7 +242,7 @@ def probe(tmp_path_factory, repo):
     name = f"probe{secrets.token_hex(3)}"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(marker_name, secret)
-        run = run_cells(tmp, name, cells, limits, store=store, data={"data/fruits": data})
+        run = run_cells(tmp, name, cells, limits, store=store, data={"data/fruits": data}, forked=forked)
     try:
         incoming = listener.accept()[0]
         incoming.close()
@@ -230,7 +253,7 @@ def probe(tmp_path_factory, repo):
         listener.close()
     run.reports["processes_after"] = processes_of(run.uid)
     run.reports["cgroups_after"] = leftover_cgroups(name)
-    yield SimpleNamespace(run=run, outside=outside, store=store, data=data, repo=repo)
+    yield SimpleNamespace(run=run, outside=outside, store=store, data=data, repo=repo, forked=forked)
 
 
 def denied(result: str) -> bool:
@@ -244,6 +267,30 @@ def test_kernel_runs_as_a_private_unprivileged_uid(probe):
     assert 0 not in (uid, euid, gid, egid)
     assert uid == euid == run.uid and gid == egid
     assert uid != os.getuid()
+
+
+@needs_bwrap
+def test_the_kernel_holds_no_capability_no_group_and_no_new_privileges(probe):
+    privileges = probe.run.reports["privileges"]
+    assert {k: int(privileges[k], 16) for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")} == dict.fromkeys(
+        ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"), 0)
+    assert privileges["NoNewPrivs"] == "1" and privileges["Groups"] == ""
+
+
+@needs_bwrap
+def test_the_forked_probe_ran_in_forked_kernels_and_the_exec_d_one_did_not(probe):
+    forked = [line for line in probe.run.record.defences["active"] if line.startswith("kernel forked")]
+    assert bool(forked) == probe.forked, probe.run.record.defences
+    assert probe.run.reports["zygote_after"] is False      # the runner's close() ended its zygote
+
+
+@needs_bwrap
+def test_a_forked_kernel_shares_no_descriptor_with_its_zygote_and_holds_no_grader_module(probe):
+    channels = {t for t in probe.run.reports["zygote_descriptors"] if t.startswith(("socket:", "pipe:"))}
+    if probe.forked:
+        assert channels, "the zygote's channel to the grader should be among its descriptors"
+    assert not channels & set(probe.run.reports["descriptors"])
+    assert probe.run.reports["autograder_modules"] == []
 
 
 @needs_bwrap
@@ -664,7 +711,10 @@ def test_a_spare_kernel_has_imported_torch_but_bound_no_name(spares):
         assert run.reports["torch_imported"] is True
         assert "torch" not in run.reports["names"]
         assert run.reports["torch_name"].startswith("NameError")   # forgetting `import torch` still fails
-    assert first.reports["torch_imported"] is False
+    # A batch worker's fork server imported torch once, before its first kernel; without one, the
+    # first kernel (not a spare) starts bare.
+    assert first.reports["torch_imported"] is forks_kernels("auto")
+    assert "torch" not in first.reports["names"]
 
 
 def test_each_submission_gets_its_own_kernel_folder_and_uid_from_a_spare(spares):
@@ -793,3 +843,63 @@ def test_a_tool_s_output_is_read_only_when_it_is_a_plain_file_of_its_own(tmp_pat
         assert jail.output("fifo.png", 1000) is None       # would block a reader for ever
         assert jail.output("missing.png", 1000) is None
         assert jail.output("plain.png", 1000) == b"\x89PNG"
+
+
+# -- forked kernels: what happens when the fork server fails ------------------------------------------
+needs_forking = pytest.mark.skipif(not forks_kernels("auto"), reason="kernels are forked only with bubblewrap, "
+                                   "a private uid (root) and AUTOGRADER_FORK_SERVER unset")
+FORKED_CELLS = PRELUDE + 'report("torch_imported", "torch" in sys.modules)\n'
+
+
+def _forked(record: RunRecord) -> bool:
+    return any(line.startswith("kernel forked") for line in record.defences["active"])
+
+
+def _warm_runner(tmp: Path) -> SubmissionRunner:
+    (tmp / "store").mkdir()     # beside the sandboxes: bound over them, tmp's mode 0700 would shut them
+    return SubmissionRunner(limits=Limits(cell_timeout_s=30, total_timeout_s=90), weight_store=tmp / "store",
+                            sandbox_base=tmp / "sandboxes", warm=True, warm_imports=("torch",))
+
+
+def _run_warm(runner: SubmissionRunner, tmp: Path, name: str):
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(FORKED_CELLS)])
+    record, executed = runner.run(notebook, name=name, files=[], files_base=tmp, data={}, probes=None,
+                                  harvest_source=HARVEST, export_to=tmp / name)
+    return record, printed_reports(executed)
+
+
+@needs_forking
+def test_a_kernel_the_fork_server_cannot_fork_starts_the_plain_way(tmp_path, monkeypatch, capfd):
+    from autograder.sandbox import ForkFailed, ForkServer
+
+    def refuse(self, holder_pid, **_):
+        raise ForkFailed("refused by the test")
+    monkeypatch.setattr(ForkServer, "fork_kernel", refuse)
+    runner = _warm_runner(tmp_path)
+    try:
+        record, reports = _run_warm(runner, tmp_path, "refused")
+    finally:
+        runner.close()
+    assert record.outcome == "finished" and record.harvest_status == "ok"
+    assert not _forked(record) and reports["torch_imported"] is False   # an exec'd kernel, imports not done
+    assert reports["ids"][0] >= 100000                                  # still jailed: the private uid
+    assert "kernel not forked (refused by the test); starting it the plain way" in capfd.readouterr().err
+
+
+@needs_forking
+def test_a_fork_server_that_died_is_replaced_by_the_next_sandbox(tmp_path):
+    runner = _warm_runner(tmp_path)
+    try:
+        first, _ = _run_warm(runner, tmp_path, "first")
+        zygote = runner._fork_server.process
+        zygote.kill()          # the process this runner started, by its Popen handle
+        zygote.wait()
+        second, _ = _run_warm(runner, tmp_path, "second")   # its spare was forked during the first run
+        third, reports = _run_warm(runner, tmp_path, "third")
+        replaced = runner._fork_server.process
+    finally:
+        runner.close()
+    assert [_forked(r) for r in (first, second, third)] == [True, True, True]
+    assert [r.outcome for r in (first, second, third)] == ["finished"] * 3
+    assert replaced.pid != zygote.pid and reports["torch_imported"] is True
+    assert replaced.poll() is not None      # close() ended the new one too

@@ -105,6 +105,30 @@ def _uses_private_uid(isolation: str) -> bool:
     return isolation != "none" and os.geteuid() == 0 and shutil.which("setpriv") is not None
 
 
+def forks_kernels(isolation: str) -> bool:
+    """Whether kernels can be forked from a fork server here (forkserver.py): bubblewrap and a
+    private uid, and not turned off."""
+    from .forkserver import fork_server_wanted
+    return _uses_bwrap(isolation) and _uses_private_uid(isolation) and fork_server_wanted()
+
+
+def kernel_environment(limits: Limits, weight_store: Path) -> dict[str, str]:
+    """The part of a kernel's environment that is the same in every sandbox (a fork server's
+    zygote starts with it: some libraries read it once, at import)."""
+    threads = str(limits.threads)
+    return {
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "TORCH_HOME": str(Path(weight_store).resolve()),
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+    }
+
+
 def kernels_see_the_file_tree(isolation: str) -> bool:
     """Whether kernels will run as a private uid on the machine's own file tree (root and setpriv,
     but no bubblewrap): then whatever other users may read, a student may read, and the grader
@@ -138,6 +162,7 @@ class Sandbox:
         self._data_mounts: list[tuple[Path, Path]] = []
         self._tmpfs = False
         self._isolation = isolation
+        self.fork_server = None   # forkserver.ForkServer: set by a batch worker's runner (execution.py)
 
     @property
     def runs_as_private_uid(self) -> bool:
@@ -198,21 +223,12 @@ class Sandbox:
     # -- the command line ---------------------------------------------------------------------
     def environment(self) -> dict[str, str]:
         """The kernel's whole environment: nothing of the grader's leaks in."""
-        threads = str(self.limits.threads)
         return {
-            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+            **kernel_environment(self.limits, self.weight_store),
             "HOME": str(self.work),
-            "TORCH_HOME": str(self.weight_store),
             "TMPDIR": "/tmp" if self._use_bwrap else str(self.runtime),
             "IPYTHONDIR": str(self.runtime / "ipython"),
             "MPLCONFIGDIR": str(self.runtime / "matplotlib"),
-            "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-            "OMP_NUM_THREADS": threads,
-            "MKL_NUM_THREADS": threads,
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONHASHSEED": "0",
-            "LANG": "C.UTF-8",
-            "LC_ALL": "C.UTF-8",
         }
 
     def wrap(self, command: list[str]) -> list[str]:
@@ -222,7 +238,12 @@ class Sandbox:
             inner = [*setpriv_command(self.uid), *inner]
         if self._use_bwrap:
             inner = [*self._bwrap_args(), "--", *inner]
-        spec = {"rlimits": {
+        return [sys.executable, "-I", str(LAUNCHER), json.dumps(self.launch_spec()), "--", *inner]
+
+    def launch_spec(self) -> dict:
+        """The limits a kernel takes before it runs: launch.py applies them, and so does a kernel
+        forked by the fork server (zygote.py)."""
+        return {"rlimits": {
             "cpu_seconds": self.limits.cpu_seconds,
             "memory_bytes": self.limits.memory_bytes,
             # The hard limit sits higher: the harvest raises its soft limit to it, so a submission
@@ -233,7 +254,12 @@ class Sandbox:
             "max_file_bytes": self.limits.max_file_bytes,
             "max_open_files": self.limits.max_open_files,
         }, "cgroups": [str(c) for c in self._cgroups]}
-        return [sys.executable, "-I", str(LAUNCHER), json.dumps(spec), "--", *inner]
+
+    @property
+    def forks_kernels(self) -> bool:
+        """Whether a fork server may start this sandbox's kernels: it joins bubblewrap's namespaces
+        and switches to the private uid itself, so it needs both (and root)."""
+        return self.fork_server is not None and self._use_bwrap and self.runs_as_private_uid
 
     def _bwrap_args(self) -> list[str]:
         args = [*bwrap_system_args(), "--hostname", "sandbox", "--ro-bind", "/etc", "/etc"]
