@@ -7,8 +7,10 @@
 2. the harness, cold: `grade.py check` of the same notebook in-process (sandbox, a fresh kernel,
    harvest, pytest graders against the cached reference, results.json and report.html).
 3. the harness, warm: one batch worker grading the notebook again and again; each grade takes the
-   spare kernel started (torch imported) while the grade before it ran. The first grade, which
-   starts cold, is not counted.
+   spare kernel started (torch imported) while the grade before it ran: forked from the worker's
+   fork server where kernels are (sandbox/forkserver.py; AUTOGRADER_FORK_SERVER=0 measures the
+   spares that import torch themselves). The first grade, which starts cold, is not counted.
+3c. the same with AUTOGRADER_FORK_SERVER=0: each kernel, spares included, imports torch itself.
 3b. the same, with the harvest's second step asked for every value it offers: what a grade cost
    before the graders chose (the student's own upstream re-run even when their values are the
    reference's; autograder/execution.py).
@@ -108,13 +110,18 @@ def main() -> None:
     harness = [time_harness(args.notebook, grader) for _ in range(args.repeat)]
     warm = time_harness_warm(args.notebook, assignment, workspace, args.repeat)
     every = time_harness_warm(args.notebook, assignment, workspace, args.repeat, EveryOfferedValue)
-    medians = [statistics.median(t) for t in (bare, harness, warm, every)]
+    os.environ["AUTOGRADER_FORK_SERVER"] = "0"      # 3c: spares that import torch themselves
+    unforked = time_harness_warm(args.notebook, assignment, workspace, args.repeat)
+    del os.environ["AUTOGRADER_FORK_SERVER"]
+    medians = [statistics.median(t) for t in (bare, harness, warm, every, unforked)]
     for label, times, median in zip(("nbclient alone", "harness, cold (check)", "harness, warm (batch)",
-                                     "warm, every offered value"), (bare, harness, warm, every), medians):
+                                     "warm, every offered value", "warm, kernels not forked"),
+                                    (bare, harness, warm, every, unforked), medians):
         print(f"{label:<26} median {median:6.2f} s   runs {', '.join(f'{t:.2f}' for t in times)}")
     print(f"cold / nbclient            {medians[1] / medians[0]:6.2f}x")
     print(f"warm / nbclient            {medians[2] / medians[0]:6.2f}x")
     print(f"warm / every offered value {medians[2] / medians[3]:6.2f}x")
+    print(f"warm / not forked          {medians[2] / medians[4]:6.2f}x")
 
     first, regrade, rerun, count = time_batches(REPO / "submissions" / "fruits", args.workers)
     print(f"batch of {count} ({args.workers} workers), empty cache            {first:6.2f} s")
