@@ -25,7 +25,16 @@ def apply(spec: dict) -> None:
     for cgroup_dir in spec.get("cgroups", []):
         with open(os.path.join(cgroup_dir, "cgroup.procs"), "w") as procs:
             procs.write(str(os.getpid()))
-    rlimits = spec.get("rlimits", {})
+    set_rlimits(spec.get("rlimits", {}))
+    try:
+        os.setsid()
+    except OSError:
+        pass  # already a session leader
+
+
+def set_rlimits(rlimits: dict) -> None:
+    """The spec's rlimits (never above a hard limit already set), and no core dumps. Also used by
+    a kernel forked from the fork server (zygote.py)."""
     for name, which in _RLIMITS.items():
         value = rlimits.get(name)
         if value is not None:
@@ -37,10 +46,6 @@ def apply(spec: dict) -> None:
             resource.setrlimit(which, (value, max(value, ceiling)))
     # No core dumps of student processes in the sandbox folder.
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    try:
-        os.setsid()
-    except OSError:
-        pass  # already a session leader
 
 
 def main(argv: list[str]) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import resource
+import runpy
 import signal
 import socket
 import sys
@@ -37,15 +37,10 @@ PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 4, 24, 38
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 JAILED_EXIT = 70      # the kernel could not be jailed (its set-up failed): it never ran a line of ipykernel
 
-_RLIMITS = {
-    "cpu_seconds": resource.RLIMIT_CPU,
-    "memory_bytes": resource.RLIMIT_DATA,
-    "max_processes": resource.RLIMIT_NPROC,
-    "max_file_bytes": resource.RLIMIT_FSIZE,
-    "max_open_files": resource.RLIMIT_NOFILE,
-}
-
 _libc = ctypes.CDLL(None, use_errno=True)
+# launch.py's rlimits, read without importing it: nothing of the autograder package is in sys.modules,
+# which every forked kernel inherits.
+_set_rlimits = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "launch.py"))["set_rlimits"]
 
 
 def _check(result: int, what: str) -> None:
@@ -181,7 +176,7 @@ def _run_kernel(request: dict, log: int, ready: int) -> None:
         os.dup2(log, 1)
         os.dup2(log, 2)
         _close_all_but(ready)         # the zygote's channel, the holder's descriptors, the log's copy
-        _set_rlimits(request["rlimits"])
+        _set_rlimits(request["rlimits"])     # launch.py's, as an exec'd kernel gets them
         _drop_privileges(int(request["uid"]))
         _check_jailed(int(request["uid"]))
         _become_fresh(request["env"])
@@ -192,7 +187,6 @@ def _run_kernel(request: dict, log: int, ready: int) -> None:
     os.close(ready)
     code = 0
     try:
-        import runpy
         sys.argv = ["ipykernel_launcher", *request["argv"]]
         runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
     except SystemExit as end:
@@ -206,18 +200,6 @@ def _run_kernel(request: dict, log: int, ready: int) -> None:
             sys.stdout.flush(), sys.stderr.flush()
         finally:
             os._exit(code)
-
-
-def _set_rlimits(rlimits: dict) -> None:
-    """The launcher's rlimits (launch.py), with the memory hard limit above the soft one."""
-    for name, which in _RLIMITS.items():
-        value = rlimits.get(name)
-        if value is None:
-            continue
-        value = int(value)
-        ceiling = int(rlimits.get("memory_hard_bytes") or value) if name == "memory_bytes" else value
-        resource.setrlimit(which, (value, max(value, ceiling)))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 def _drop_privileges(uid: int) -> None:
