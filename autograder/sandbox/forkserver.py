@@ -27,6 +27,8 @@ import threading
 import time
 from pathlib import Path
 
+from .jail import process_uids
+
 ZYGOTE = Path(__file__).with_name("zygote.py")
 REPLY_TIMEOUT_S = 90      # the first request waits for the zygote's imports (seconds on a busy machine)
 HOLDER_TIMEOUT_S = 30     # bubblewrap building the sandbox around the holder
@@ -58,10 +60,6 @@ class ForkFailed(RuntimeError):
 
 def holder_command(status_fd: int) -> list[str]:
     return [sys.executable, "-I", "-S", "-c", HOLDER_SOURCE, str(status_fd)]
-
-
-def fork_server_wanted() -> bool:
-    return os.environ.get("AUTOGRADER_FORK_SERVER", "1") != "0"
 
 
 class ForkServer:
@@ -140,7 +138,7 @@ def find_holder(launched_pid: int, uid: int, timeout: float = HOLDER_TIMEOUT_S) 
     while time.monotonic() < deadline:
         for init in _children(launched_pid):
             for holder in _children(init):
-                if _uids(holder) == {uid}:
+                if process_uids(holder) == {uid}:
                     return holder
         if not _exists(launched_pid):
             raise ForkFailed("the sandbox ended while it was being built (see kernel.log)")
@@ -153,16 +151,6 @@ def _children(pid: int) -> list[int]:
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except (OSError, ValueError):
         return []
-
-
-def _uids(pid: int) -> set[int]:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("Uid:"):
-                return {int(u) for u in line.split()[1:]}
-    except (OSError, ValueError):
-        pass
-    return set()
 
 
 def _exists(pid: int) -> bool:

@@ -107,9 +107,9 @@ def _uses_private_uid(isolation: str) -> bool:
 
 def forks_kernels(isolation: str) -> bool:
     """Whether kernels can be forked from a fork server here (forkserver.py): bubblewrap and a
-    private uid, and not turned off."""
-    from .forkserver import fork_server_wanted
-    return _uses_bwrap(isolation) and _uses_private_uid(isolation) and fork_server_wanted()
+    private uid, and not turned off (AUTOGRADER_FORK_SERVER=0)."""
+    wanted = os.environ.get("AUTOGRADER_FORK_SERVER", "1") != "0"
+    return wanted and _uses_bwrap(isolation) and _uses_private_uid(isolation)
 
 
 def kernel_environment(limits: Limits, weight_store: Path) -> dict[str, str]:
@@ -498,13 +498,20 @@ def _uids_in_use(base: Path, handed_over: str) -> set[int]:
 def _process_uids():
     """(pid, {real, effective, saved, fs uid}) of every process on the machine."""
     for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            for line in status.read_text().splitlines():
-                if line.startswith("Uid:"):
-                    yield int(status.parent.name), {int(u) for u in line.split()[1:]}
-                    break
-        except (OSError, ValueError):
-            continue
+        uids = process_uids(int(status.parent.name))
+        if uids:
+            yield int(status.parent.name), uids
+
+
+def process_uids(pid: int) -> set[int]:
+    """{real, effective, saved, fs uid} of process `pid`; empty when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Uid:"):
+                return {int(u) for u in line.split()[1:]}
+    except (OSError, ValueError):
+        pass
+    return set()
 
 
 def _searchable_by_others(folder: Path) -> bool:

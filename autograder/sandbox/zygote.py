@@ -94,7 +94,7 @@ def _fork_kernel(request: dict, fds: list[int]) -> dict:
     with os.fdopen(ready_read, "rb") as ready:
         said = ready.read(4096).decode(errors="replace")   # EOF once the kernel is jailed, or died
     if said != "jailed":
-        return {"error": said or "the kernel's set-up ended without a word", "pid": middle}
+        return {"error": said or "the kernel's set-up ended without a word"}
     return {"pid": middle}
 
 
@@ -197,7 +197,8 @@ def _run_kernel(request: dict, log: int, ready: int) -> None:
         code = 1
     finally:
         try:
-            sys.stdout.flush(), sys.stderr.flush()
+            sys.stdout.flush()
+            sys.stderr.flush()
         finally:
             os._exit(code)
 
@@ -222,7 +223,7 @@ def _check_jailed(uid: int) -> None:
     """Read back what the kernel now is; anything short of the jail stops it before ipykernel."""
     status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
     ids = status["Uid"].split() + status["Gid"].split()
-    problems = [f"ids {ids}" for _ in [0] if any(int(i) != uid for i in ids)]
+    problems = [f"ids {ids}"] if any(int(i) != uid for i in ids) else []
     problems += [f"{key} {status[key].strip()}" for key in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
                  if int(status[key], 16) != 0]
     if status["Groups"].strip():
