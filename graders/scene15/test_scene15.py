@@ -33,8 +33,9 @@ Tolerances, and why:
 - S6 coefficients: within 1% of the largest grader-fitted coefficient (liblinear's dual solver
   shuffles; refits differ by ~1e-4 relative at C=1, 1e-4 for the primal solver); intercepts within
   1% of the largest of coefficients and intercepts. Accuracies (S6, S7): exactly (within 1e-6), as
-  reproduced by a grader refit with any of REFIT_SEEDS seeds (where liblinear stops before
-  converging, e.g. C=1000, another shuffle can flip a borderline test image).
+  reproduced by a grader refit with any of REFIT_SEEDS seeds, or of MORE_REFIT_SEEDS for a claim one
+  test image away from those refits: liblinear's shuffle can flip a borderline test image, even where
+  it converges (measured: 3 of the first 100 seeds at C=10 on bug_S3_before_relu's features).
 """
 import numpy as np
 import pytest
@@ -52,6 +53,7 @@ PREDICT_PROBES = ["color.jpg", "gray.jpg"]
 UPSTREAM_ITEMS = (0, -1)   # same list as harvest.py / expected.py
 MAX_C_VALUES = 50
 REFIT_SEEDS = 8
+MORE_REFIT_SEEDS = 100   # only for a claim within one test image of a refit (about 30 ms a fit here)
 MAX_FIT_VALUES = 20_000_000  # a student's X_train larger than this is not refitted (the reference's is)
 
 
@@ -348,18 +350,19 @@ def _confusion(artefacts, name, X, y, classes):
 
 
 def _refit_score(C, X_train, y_train, X_test, y_test, claimed, first=None) -> float:
-    """Test accuracy of LinearSVC(C) fitted by the grader. liblinear's dual solver shuffles, and
-    where it stops before converging (large C) another shuffle may predict a borderline image
-    differently: a claimed score that any of a few seeds reproduces is accepted."""
-    score = None
-    for seed in range(REFIT_SEEDS):
+    """Test accuracy of LinearSVC(C) fitted by the grader: `claimed` where a seed reproduces it, else
+    seed 0's. liblinear's dual solver shuffles, and another shuffle may predict a borderline image
+    differently: a few seeds for any claim, more for one a single test image away from theirs."""
+    scores = []
+    for seed in range(MORE_REFIT_SEEDS):
+        if seed == REFIT_SEEDS and not any(abs(s - claimed) <= 1 / len(y_test) + 1e-9 for s in scores):
+            break   # further from every refit than one image: no shuffle explains it
         model = first if seed == 0 and first is not None else LinearSVC(C=C, random_state=seed).fit(X_train, y_train)
         score = float(model.score(X_test, y_test))
-        if seed == 0:
-            first_score = score
         if abs(score - claimed) <= 1e-6:
             return score
-    return first_score
+        scores.append(score)
+    return scores[0]
 
 
 def _split_data(student, reference):
