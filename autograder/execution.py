@@ -18,9 +18,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Empty
 from typing import Callable
 
 import nbformat
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
@@ -81,6 +83,52 @@ class RunRecord:
         return cls(**{**values, "cells": cells})
 
 
+class PromptKernelClient(AsyncKernelClient):
+    """A kernel client that is ready when the kernel's answer to kernel_info has come on both
+    channels: the reply on shell, and on iopub the idle status that ends that request (so iopub is
+    subscribed, and what it had queued for the request is read). jupyter_client's own wait then
+    reads iopub until it has been silent for 0.2 s, a fixed cost on every kernel start."""
+
+    # Per message, as jupyter_client waits; a request whose idle status is lost (iopub not joined
+    # yet) is sent again.
+    SHELL_TIMEOUT_S, IOPUB_TIMEOUT_S = 1.0, 0.2
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:   # AsyncKernelClient binds it by value
+        deadline = time.monotonic() + (timeout if timeout is not None else float("inf"))
+        while True:
+            reply = await self._kernel_info_answered(self.kernel_info(), deadline)
+            if reply is not None:
+                self._handle_kernel_info_reply(reply)
+                return
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+
+    async def _kernel_info_answered(self, msg_id: str, deadline: float) -> dict | None:
+        """The kernel_info reply to `msg_id` once iopub has carried that request's idle status; None
+        when a message does not come in time. Other messages are dropped, as jupyter_client's flush
+        drops them (nbclient reads only the replies to its own requests)."""
+        reply, idle = None, False
+        while reply is None or not idle:
+            channel, most = (self.shell_channel, self.SHELL_TIMEOUT_S) if reply is None else \
+                (self.iopub_channel, self.IOPUB_TIMEOUT_S)
+            wait = min(most, deadline - time.monotonic())
+            if wait <= 0:
+                return None
+            try:
+                msg = await ensure_async(channel.get_msg(timeout=wait))
+            except Empty:
+                return None
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "kernel_info_reply":
+                reply = msg
+            elif msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
+                idle = True
+        return reply
+
+
 class SandboxKernelManager(AsyncKernelManager):
     """A KernelManager whose kernel starts inside a Sandbox, talking over ipc sockets: exec'd there
     (launch.py -> bubblewrap -> setpriv -> ipykernel), or, when the sandbox has a fork server,
@@ -89,7 +137,8 @@ class SandboxKernelManager(AsyncKernelManager):
     def __init__(self, sandbox: Sandbox, *, warm_imports: tuple[str, ...] = (), **kwargs):
         runtime = sandbox.runtime
         super().__init__(transport="ipc", ip=str(runtime / "kernel"),
-                         connection_file=str(runtime / "connection.json"), **kwargs)
+                         connection_file=str(runtime / "connection.json"),
+                         client_class=f"{__name__}.PromptKernelClient", **kwargs)
         self.sandbox = sandbox
         self.forked = False    # started by the fork server (forkserver.py), not exec'd afresh
         # -P: no student file shadows the standard library while the kernel starts; the work folder

@@ -27,8 +27,9 @@ from types import SimpleNamespace
 
 import nbformat
 import pytest
+from jupyter_core.utils import run_sync
 
-from autograder.execution import RunRecord, SubmissionRunner, _Execution
+from autograder.execution import PromptKernelClient, RunRecord, SubmissionRunner, _Execution
 from autograder.sandbox import GiB, Limits, Sandbox, bubblewrap_works, forks_kernels, remove_left_behind
 
 needs_bwrap = pytest.mark.skipif(
@@ -625,6 +626,67 @@ def test_kernel_recovered_is_false_when_the_kernel_never_replies():
     execution = _Execution.__new__(_Execution)
     execution.client = SimpleNamespace(kc=SilentKernel())
     assert execution._kernel_recovered() is False
+
+
+class _ScriptedChannel:
+    """A channel whose messages are queued by the test; an empty one times out at once."""
+
+    def __init__(self):
+        self.messages: list[dict] = []
+
+    async def get_msg(self, timeout=None):
+        if not self.messages:
+            raise queue.Empty
+        return self.messages.pop(0)
+
+
+class ScriptedKernel(PromptKernelClient):
+    """PromptKernelClient over scripted channels. `iopub_joined`: per kernel_info request, whether
+    iopub carries its status messages (a SUB socket misses what is sent before it has joined)."""
+
+    def __init__(self, iopub_joined: list[bool], alive: bool = True):
+        super().__init__()
+        self.joined, self.alive, self.requests = list(iopub_joined), alive, []
+        self.shell, self.iopub = _ScriptedChannel(), _ScriptedChannel()
+        self.iopub.messages.append(self._message("status", "an-earlier-request", execution_state="idle"))
+
+    shell_channel = property(lambda self: self.shell)
+    iopub_channel = property(lambda self: self.iopub)
+
+    @staticmethod
+    def _message(kind: str, parent: str, **content) -> dict:
+        return {"msg_type": kind, "parent_header": {"msg_id": parent}, "content": content}
+
+    def kernel_info(self):
+        msg_id = f"request-{len(self.requests)}"
+        self.requests.append(msg_id)
+        if self.alive:
+            self.shell.messages.append(self._message("kernel_info_reply", msg_id, protocol_version="5.3"))
+            if self.joined.pop(0):
+                self.iopub.messages += [self._message("status", msg_id, execution_state="busy"),
+                                        self._message("status", msg_id, execution_state="idle")]
+        return msg_id
+
+    async def _async_is_alive(self):
+        return self.alive
+
+
+def test_a_kernel_is_ready_once_its_answer_to_kernel_info_has_come_on_shell_and_iopub():
+    kernel = ScriptedKernel(iopub_joined=[True])
+    run_sync(kernel.wait_for_ready)(timeout=5)
+    assert kernel.requests == ["request-0"]
+    assert kernel.iopub.messages == []   # the other request's idle was read and dropped, not taken for ours
+
+
+def test_a_kernel_whose_iopub_missed_the_answer_is_asked_again():
+    kernel = ScriptedKernel(iopub_joined=[False, False, True])
+    run_sync(kernel.wait_for_ready)(timeout=5)
+    assert kernel.requests == ["request-0", "request-1", "request-2"]
+
+
+def test_a_kernel_that_died_before_answering_is_not_waited_for():
+    with pytest.raises(RuntimeError, match="died"):
+        run_sync(ScriptedKernel(iopub_joined=[], alive=False).wait_for_ready)(timeout=5)
 
 
 # -- the harvest's two steps ----------------------------------------------------------------------------------
