@@ -377,7 +377,8 @@ class Sandbox:
                 process.wait(timeout=10)   # reaped: a long-lived worker keeps no zombie per kernel
             except subprocess.TimeoutExpired:
                 pass
-        for _ in range(50):
+        pause, deadline = 0.002, time.monotonic() + 2.5
+        while time.monotonic() < deadline:
             pids = self._cgroup_pids() | self._private_uid_pids()
             if not pids:
                 break
@@ -386,7 +387,9 @@ class Sandbox:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            time.sleep(0.05)
+            # A killed kernel takes a few ms to leave (unmapping torch): look again soon, then less often.
+            time.sleep(pause)
+            pause = min(2 * pause, 0.05)
 
     def _private_uid_pids(self) -> set[int]:
         """Every process running as the sandbox's private uid (a daemon that left its session too)."""

@@ -256,6 +256,11 @@ def main(argv: list[str]) -> None:
             print(f"zygote: could not preload {module}: {error}", file=sys.stderr)
     print("ready", flush=True)
     serve(channel)
+    # Nothing to tear down (the kernels live on in their sandboxes), and an interpreter that has
+    # imported torch takes most of a second to shut down: a worker's close would wait for it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
