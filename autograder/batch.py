@@ -54,7 +54,7 @@ def _start_worker(job: BatchJob) -> None:
     from .pipeline import SubmissionGrader
     _worker_grader = SubmissionGrader(job.load(), job.workspace(), isolation=job.isolation,
                                       marks=read_marks(job.marks), warm=job.warm_kernels,
-                                      reuse_runs=job.reuse_runs)
+                                      reuse_runs=job.reuse_runs, reports_in_background=True)
     # A pool's worker ends with os._exit (no atexit): multiprocessing's finalizers still run.
     Finalize(_worker_grader, _worker_grader.close, exitpriority=10)
 
@@ -125,6 +125,7 @@ def run_batch(job: BatchJob, folder: Path, workers: int = 2, progress: bool = Tr
                                                         lateness, students)
         bar.update(1)
     bar.close()
+    _plain_pages_where_missing(job, assignment, rows)
     ordered = [rows[k] for k in sorted(rows)]
     write_gradebook(job.out, assignment, ordered)
     # Every manual item, marked or not, so the same file can be passed back run after run.
@@ -144,6 +145,18 @@ def run_batch(job: BatchJob, folder: Path, workers: int = 2, progress: bool = Tr
     except Exception as error:  # noqa: BLE001
         tqdm.write(f"integrity.html not written: {type(error).__name__}: {error}", file=sys.stderr)
     return ordered
+
+
+def _plain_pages_where_missing(job: BatchJob, assignment, rows: dict[str, dict]) -> None:
+    """Workers draw report.html on a thread after the grade is returned (pipeline.py): a worker that
+    died in between left a graded entry without its page. A plain one gives the grade."""
+    from .reports.html import write_plain_report
+    missing = [row for row in rows.values() if not (job.out / row["id"] / "report.html").exists()]
+    weights = job.workspace().store.describe(list(assignment.models)) if missing else []
+    for row in missing:
+        write_plain_report(job.out / row["id"] / "report.html", assignment.name, row["id"], row["raw"],
+                           assignment.max_points, weights, f"{row['message']} The detailed report was not "
+                           "drawn (its grading worker ended); a TA can regrade the entry for it.")
 
 
 def _harness_error_row(assignment, job: BatchJob, entry: Path, error, lateness: dict, students: dict) -> dict:

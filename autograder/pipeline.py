@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import nbformat
@@ -34,11 +37,13 @@ from .workspace import Workspace
 class SubmissionGrader:
     def __init__(self, assignment: Assignment, workspace: Workspace, *, isolation: str = "auto",
                  marks: dict | None = None, warm: bool = False, reuse_runs: bool = False,
-                 hide_until_published: bool = False):
+                 hide_until_published: bool = False, reports_in_background: bool = False):
         """`warm`: keep a spare kernel started ahead for the next entry (a worker grading many).
         `reuse_runs`: grade a kept run again instead of running an unchanged submission (a regrade).
         `hide_until_published`: report.html goes to the student at once (an LMS), so it holds the
-        checks on hidden inputs back as results.json does."""
+        checks on hidden inputs back as results.json does.
+        `reports_in_background`: draw each report.html on a thread while the next entry runs (a
+        batch worker); grade() returns once results.json is written, close() waits for the reports."""
         self.assignment = assignment
         self.marks = marks or {}   # (id, task) -> (points, comment): a TA's marks of manual items
         self.hide_until_published = hide_until_published
@@ -56,13 +61,16 @@ class SubmissionGrader:
         self.run_cache = RunCache(workspace.runs_dir(assignment), inputs=workspace.run_inputs(assignment),
                                   limits=assignment.limits, isolation=isolation,
                                   harvest_source=assignment.harvest_source) if reuse_runs else None
+        self._reports = ThreadPoolExecutor(1, thread_name_prefix="report") if reports_in_background else None
 
     def _data_mounts(self) -> dict[str, Path]:
         return {f"data/{self.assignment.data_name}": self.workspace.data_dir(self.assignment)}
 
     def close(self) -> None:
-        """Stop the spare kernel, if any: call when no more entries come."""
+        """Stop the spare kernel, if any, and finish the reports: call when no more entries come."""
         self.runner.close()
+        if self._reports is not None:
+            self._reports.shutdown(wait=True)
 
     def grade(self, entry: Path, out_root: Path, *, lateness: Lateness | None = None,
               student: str | None = None) -> dict:
@@ -84,8 +92,12 @@ class SubmissionGrader:
                                                         "a TA has been told (harness-error.txt)."), None, None
         summary = summarise(grade, run)
         write_results_json(out / "results.json", grade, time.monotonic() - started, summary, lateness)
-        write_report(out / "report.html", self.assignment, grade, run, self.weights, summary, late=lateness,
-                     attachments=attachments, hide_until_published=self.hide_until_published)
+        draw = partial(write_report, out / "report.html", self.assignment, grade, run, self.weights, summary,
+                       late=lateness, attachments=attachments, hide_until_published=self.hide_until_published)
+        if self._reports is None:
+            draw()
+        else:   # the grade is final: its page is drawn while the next entry's cells run
+            self._reports.submit(draw).add_done_callback(partial(_report_failed, sid))
         return gradebook_row(self.assignment, grade, summary, lateness, student)
 
     def _grade(self, entry: Path, sid: str, out: Path) -> tuple[Grade, RunRecord | None, Attachments | None]:
@@ -141,6 +153,12 @@ class SubmissionGrader:
         verdicts = [Verdict(task=t.id, name=f"{t.id} {t.title}", score=0.0, max_score=t.points,
                             status="failed", message=f"not graded: {message}") for t in self.assignment.tasks]
         return Grade(sid, self.assignment.name, verdicts, status=status, message=message)
+
+
+def _report_failed(sid: str, drawn) -> None:
+    """write_report turns a page it cannot draw into a plain one; this is for what is left (a full disk)."""
+    if drawn.exception() is not None:
+        print(f"autograder: report.html of {sid} not written: {drawn.exception()!r}", file=sys.stderr)
 
 
 def notebook_choice(assignment: Assignment) -> NotebookChoice:

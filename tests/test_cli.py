@@ -44,6 +44,9 @@ def test_batch_writes_every_output(example_batch):
         assert sid in set(frame["id"].astype(str))
         html = (folder / "report.html").read_text()
         assert "Stand-in weights" in html  # setup made stand-ins; every report must say so
+    # Drawn by the workers on a thread after each grade (pipeline.py): the whole page, pictures and all.
+    assert (example_batch / "alice_correct" / "report.html").read_text().count("data:image/png;base64,") >= 2
+    assert not list(example_batch.glob("*/report-error.txt"))
     index = (example_batch / "index.html").read_text()
     assert "score histogram" in index and "Per task" in index
 

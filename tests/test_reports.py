@@ -93,3 +93,21 @@ def test_the_summary_says_when_the_harvest_s_second_step_failed():
     assert summary.startswith("2 of 3 points.")
     assert "upstream:train_features: the kernel died" in summary and "with the reference's instead" in summary
     assert summarise(fruits_grade("kim"), RunRecord(outcome="finished", harvest_status="ok")) == "2 of 3 points."
+
+
+def test_a_batch_gives_a_plain_page_to_a_graded_entry_whose_worker_died_before_drawing_it(tmp_path):
+    """Batch workers draw report.html on a thread after returning the grade (pipeline.py): a worker
+    that died in between must not leave a graded entry without a page."""
+    from autograder.batch import BatchJob, _plain_pages_where_missing
+    from autograder.pipeline import gradebook_row
+    fruits = assignments.load("fruits")
+    job = BatchJob("fruits", out=tmp_path / "out", cache=tmp_path / "cache", data_root=tmp_path / "data")
+    rows = {sid: gradebook_row(fruits, fruits_grade(sid), "2 of 3 points.") for sid in ("kim", "lee")}
+    (job.out / "kim").mkdir(parents=True)
+    (job.out / "kim" / "report.html").write_text("kim's drawn page")
+    (job.out / "lee").mkdir()
+    _plain_pages_where_missing(job, fruits, rows)
+    assert (job.out / "kim" / "report.html").read_text() == "kim's drawn page"   # a drawn page is kept
+    page = (job.out / "lee" / "report.html").read_text()
+    assert '<p class="score" id="score">2.0 / ' in page and "<strong>lee</strong>" in page
+    assert "2 of 3 points. The detailed report was not drawn (its grading worker ended)" in page

@@ -6,10 +6,24 @@ list, so a figure whose drawing fails leaks nothing in a worker that grades hund
 from __future__ import annotations
 
 import base64
+import functools
 import io
+import threading
 
 import numpy as np
 from matplotlib.figure import Figure
+
+# Matplotlib is not thread-safe (its font cache is shared): a batch worker draws a report on one
+# thread while the next entry's own curves are drawn on another. One picture at a time.
+_DRAWING = threading.Lock()
+
+
+def _one_at_a_time(draw):
+    @functools.wraps(draw)
+    def drawn(*args, **kwargs):
+        with _DRAWING:
+            return draw(*args, **kwargs)
+    return drawn
 
 
 def png_base64(figure: Figure) -> str:
@@ -18,6 +32,7 @@ def png_base64(figure: Figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+@_one_at_a_time
 def matrix_picture(matrix: np.ndarray, title: str, labels: list[str], vmin=None, vmax=None) -> str:
     n_rows, n_cols = matrix.shape
     size = min(6.0, 2.5 + 0.3 * max(n_rows, n_cols))
@@ -32,6 +47,7 @@ def matrix_picture(matrix: np.ndarray, title: str, labels: list[str], vmin=None,
     return png_base64(figure)
 
 
+@_one_at_a_time
 def histogram_picture(scores: list[float], max_score: float) -> str:
     figure = Figure(figsize=(6, 3))
     axes = figure.subplots()
@@ -57,6 +73,7 @@ def curve_panels(names) -> list[tuple[str, list[str]]]:
     return [(title, members) for title, members in panels.items() if members]
 
 
+@_one_at_a_time
 def curves_picture(series: dict[str, list[tuple[int, float]]], title: str | None = None) -> str:
     """Line charts of TensorBoard-style scalar series (tag -> [(step, value), ...]), one panel per kind;
     validation/test series dashed. Used for the student's own logs and for the harness's run alike, at
