@@ -500,10 +500,11 @@ def _uids_in_use(base: Path, handed_over: str) -> set[int]:
 
 def _process_uids():
     """(pid, {real, effective, saved, fs uid}) of every process on the machine."""
-    for status in Path("/proc").glob("[0-9]*/status"):
-        uids = process_uids(int(status.parent.name))
+    # Not Path.glob("[0-9]*/status"): its stat of a process that ends meanwhile raises ESRCH.
+    for name in os.listdir("/proc"):
+        uids = process_uids(int(name)) if name.isdigit() else set()
         if uids:
-            yield int(status.parent.name), uids
+            yield int(name), uids
 
 
 def process_uids(pid: int) -> set[int]:
