@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty
@@ -253,7 +254,8 @@ class SubmissionRunner:
         self.isolation = isolation
         self.warm = warm
         self.warm_imports = warm_imports   # assignment.toml: the template's heavy imports
-        self._spare: _Spare | None = None
+        self._spare: Future | None = None   # of a _Spare (None if it failed): its kernel starts on _starter
+        self._starter: ThreadPoolExecutor | None = None
         self._swept = False
         self._fork_server: ForkServer | None = None
 
@@ -287,8 +289,10 @@ class SubmissionRunner:
 
     # -- spares -----------------------------------------------------------------------------------
     def prestart(self, data: dict[str, Path]) -> None:
-        """Start the spare kernel for the next run (nothing when one is waiting already). A spare
-        that cannot be started costs the next submission its warm start, nothing more."""
+        """Start the spare kernel for the next run (nothing when one is waiting already): its sandbox
+        now, its kernel on the runner's own thread, since starting one is mostly waiting (for
+        bubblewrap, the fork server, jupyter_client), which the running submission need not do. A
+        spare that cannot be started costs the next submission its warm start, nothing more."""
         if self._spare is not None:
             return
         try:
@@ -296,27 +300,42 @@ class SubmissionRunner:
         except Exception as error:  # noqa: BLE001
             print(f"autograder: no spare kernel ({type(error).__name__}: {error})", file=sys.stderr)
             return
+        if self._starter is None:
+            self._starter = ThreadPoolExecutor(1, thread_name_prefix="spare kernel")
+        self._spare = self._starter.submit(self._start_spare_kernel, sandbox, {k: str(v) for k, v in data.items()})
+
+    def _start_spare_kernel(self, sandbox: Sandbox, data: dict[str, str]) -> "_Spare | None":
+        km = None
         try:
             sandbox.hand_over()   # the kernel, as the private uid, writes its sockets in runtime/
             km = SandboxKernelManager(sandbox, warm_imports=self.warm_imports)
             run_sync(km.start_kernel)(extra_arguments=[])
         except Exception as error:  # noqa: BLE001
             sandbox.__exit__(None, None, None)
+            if km is not None:
+                release_kernel_manager(km)
             print(f"autograder: no spare kernel ({type(error).__name__}: {error})", file=sys.stderr)
-            return
-        self._spare = _Spare(sandbox, km, {k: str(v) for k, v in data.items()})
+            return None
+        return _Spare(sandbox, km, data)
 
     def close(self) -> None:
         """Kill and remove the spare, if any (a worker's last act)."""
-        spare, self._spare = self._spare, None
+        spare = self._started_spare()
         if spare is not None:
             spare.discard()
+        if self._starter is not None:
+            self._starter.shutdown()
         server, self._fork_server = self._fork_server, None
         if server is not None:
             server.close()
 
+    def _started_spare(self) -> "_Spare | None":
+        """The spare, once its kernel has started (waits for that), now no longer the runner's."""
+        starting, self._spare = self._spare, None
+        return starting.result() if starting is not None else None
+
     def _take_spare(self, data: dict[str, Path]) -> "_Spare | None":
-        spare, self._spare = self._spare, None
+        spare = self._started_spare()
         if spare is None:
             return None
         if spare.data == {k: str(v) for k, v in data.items()} and spare.alive():
@@ -370,7 +389,16 @@ class _Spare:
 
     def discard(self) -> None:
         self.sandbox.kill_all(self.km.process)
+        release_kernel_manager(self.km)
         self.sandbox.__exit__(None, None, None)
+
+
+def release_kernel_manager(km: AsyncKernelManager) -> None:
+    """Its control socket, zmq context and connection files, once its kernel is dead."""
+    try:
+        run_sync(km.cleanup_resources)()
+    except Exception as error:  # noqa: BLE001 - the grade is done; only a leak is left
+        print(f"autograder: a kernel manager's sockets not closed ({error!r})", file=sys.stderr)
 
 
 def _is_module(notebook) -> bool:
@@ -468,10 +496,23 @@ class _Execution:
             self.record.message = f"The kernel could not be started: {str(error)[:300]}"
         finally:
             self.sandbox.kill_all(self.km.process)
+            self._release_channels()
         for index in range(self._next_cell_index(), len(self.executed.cells)):
             if self.executed.cells[index].cell_type == "code":
                 self.record.cells.append(CellRecord(index, "not run", _head(self.executed.cells[index].source)))
         return fatal
+
+    def _release_channels(self) -> None:
+        """Close the dead kernel's ZeroMQ channels, sockets and contexts. nbclient leaves them open
+        when it did not make the kernel manager: a worker would keep a heartbeat thread and two
+        contexts per entry, and a context finalised beside its socket at exit can block forever."""
+        kc, self.client.kc = self.client.kc, None
+        try:
+            if kc is not None:
+                kc.stop_channels()
+        except Exception as error:  # noqa: BLE001 - the grade is done; only a leak is left
+            print(f"autograder: a kernel's channels not closed ({error!r})", file=sys.stderr)
+        release_kernel_manager(self.km)
 
     def _keep_figures_between_cells(self) -> None:
         """A module cut into cells keeps one script's figures: pyplot calls in later cells (a

@@ -9,6 +9,7 @@ files, sockets and processes the test made.
 """
 from __future__ import annotations
 
+import gc
 import inspect
 import json
 import os
@@ -21,12 +22,14 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import nbformat
 import pytest
+import zmq
 from jupyter_core.utils import run_sync
 
 from autograder.execution import PromptKernelClient, RunRecord, SubmissionRunner, _Execution
@@ -750,6 +753,7 @@ def spares(tmp_path_factory):
         """)]
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(textwrap.dedent(s)) for _, s in cells])
     base = tmp / "sandboxes"
+    channels_before = _kernel_channels()
     runner = SubmissionRunner(limits=limits, weight_store=store, sandbox_base=base, warm=True,
                               warm_imports=("torch",))
     runs = []
@@ -762,7 +766,15 @@ def spares(tmp_path_factory):
         runs.append(SimpleNamespace(record=record, reports=printed_reports(executed)))
     waiting = sorted(p.name for p in base.iterdir())   # the spare started during the third run
     runner.close()
-    yield SimpleNamespace(runs=runs, waiting=waiting, left=sorted(p.name for p in base.iterdir()))
+    yield SimpleNamespace(runs=runs, waiting=waiting, left=sorted(p.name for p in base.iterdir()),
+                          channels_left=_kernel_channels() - channels_before)
+
+
+def _kernel_channels() -> set[int]:
+    """ZeroMQ contexts not closed and heartbeat threads running, in this process."""
+    from jupyter_client.channels import HBChannel
+    return {id(o) for o in gc.get_objects() if isinstance(o, zmq.Context) and not o.closed} | \
+        {id(t) for t in threading.enumerate() if isinstance(t, HBChannel)}
 
 
 def test_a_spare_kernel_has_imported_torch_but_bound_no_name(spares):
@@ -793,6 +805,12 @@ def test_closing_the_runner_removes_its_spare(spares):
     assert spares.left == []
     assert not [p for p in Path("/sys/fs/cgroup").glob("*/autograder-warm-*") if p.is_dir()
                 and any(p.name.endswith(w.removeprefix("warm-")) for w in spares.waiting)]
+
+
+def test_a_worker_keeps_no_socket_or_thread_of_the_kernels_it_ran(spares):
+    """A worker grades hundreds of entries: each kernel's channels (a heartbeat thread), sockets and
+    zmq contexts, the spare's included, are closed with it."""
+    assert spares.channels_left == set()
 
 
 def test_a_private_uid_held_by_another_sandbox_or_process_is_not_drawn(tmp_path, monkeypatch):
@@ -953,10 +971,11 @@ def test_a_fork_server_that_died_is_replaced_by_the_next_sandbox(tmp_path):
     runner = _warm_runner(tmp_path)
     try:
         first, _ = _run_warm(runner, tmp_path, "first")
+        assert runner._spare.result() is not None   # the second run's spare, forked on the runner's thread
         zygote = runner._fork_server.process
         zygote.kill()          # the process this runner started, by its Popen handle
         zygote.wait()
-        second, _ = _run_warm(runner, tmp_path, "second")   # its spare was forked during the first run
+        second, _ = _run_warm(runner, tmp_path, "second")
         third, reports = _run_warm(runner, tmp_path, "third")
         replaced = runner._fork_server.process
     finally:
