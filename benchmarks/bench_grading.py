@@ -9,7 +9,8 @@
 3. the harness, warm: one batch worker grading the notebook again and again; each grade takes the
    spare kernel started (torch imported) while the grade before it ran: forked from the worker's
    fork server where kernels are (sandbox/forkserver.py; AUTOGRADER_FORK_SERVER=0 measures the
-   spares that import torch themselves). The first grade, which starts cold, is not counted.
+   spares that import torch themselves), and its report is drawn during the next grade, as in a
+   batch. The first grade, which starts cold, is not counted; the wait for the last page is.
 3c. the same with AUTOGRADER_FORK_SERVER=0: each kernel, spares included, imports torch itself.
 3b. the same, with the harvest's second step asked for every value it offers: what a grade cost
    before the graders chose (the student's own upstream re-run even when their values are the
@@ -72,13 +73,23 @@ class EveryOfferedValue(SubmissionGrader):
 
 def time_harness_warm(notebook_path: Path, assignment, workspace: Workspace, repeat: int,
                       grader_class=SubmissionGrader) -> list[float]:
-    """Per-grade times of a batch worker in its steady state (each grade takes a spare kernel)."""
-    grader = grader_class(assignment, workspace, warm=True)
-    try:
-        time_harness(notebook_path, grader)   # cold: starts the first spare
-        return [time_harness(notebook_path, grader) for _ in range(repeat)]
-    finally:
-        grader.close()
+    """Per-grade times of a batch worker in its steady state, made as batch.py makes it: each grade
+    takes a spare kernel, and its report.html is drawn on the worker's thread while the next grade
+    runs; the wait for the last page is counted in the last grade."""
+    grader = grader_class(assignment, workspace, warm=True, reports_in_background=True)
+    times = []
+    with tempfile.TemporaryDirectory() as out:   # one folder: the pages are written after grade() returns
+        try:
+            grader.grade(notebook_path, Path(out))   # cold: starts the first spare
+            for _ in range(repeat):
+                started = time.perf_counter()
+                grader.grade(notebook_path, Path(out))
+                times.append(time.perf_counter() - started)
+        finally:
+            started = time.perf_counter()
+            grader.close()   # waits for the last page (and removes the spare)
+            times[-1] += time.perf_counter() - started
+    return times
 
 
 def time_batches(folder: Path, workers: int) -> tuple[float, float, float, int]:
