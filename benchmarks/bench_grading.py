@@ -88,7 +88,7 @@ def time_harness_warm(notebook_path: Path, assignment, workspace: Workspace, rep
         finally:
             started = time.perf_counter()
             grader.close()   # waits for the last page (and removes the spare)
-            times[-1] += time.perf_counter() - started
+    times[-1] += time.perf_counter() - started
     return times
 
 

@@ -502,8 +502,7 @@ def _process_uids():
     """(pid, {real, effective, saved, fs uid}) of every process on the machine."""
     # Not Path.glob("[0-9]*/status"): its stat of a process that ends meanwhile raises ESRCH.
     for name in os.listdir("/proc"):
-        uids = process_uids(int(name)) if name.isdigit() else set()
-        if uids:
+        if name.isdigit() and (uids := process_uids(int(name))):
             yield int(name), uids
 
 
