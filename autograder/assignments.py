@@ -22,6 +22,7 @@ from .sandbox import GiB, Limits
 
 REPO = Path(__file__).resolve().parent.parent
 GRADERS = REPO / "graders"
+HARVEST_COMMON = GRADERS / "harvest_common.py"   # sent into the kernel ahead of every harvest.py
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,14 @@ class Assignment:
 
     @property
     def harvest_source(self) -> str:
-        return (self.folder / "harvest.py").read_text()
+        """What runs in the kernel after the student's cells: the harvests' shared helpers, then
+        the assignment's harvest.py (one text: a run kept in the run cache is keyed on all of it)."""
+        return HARVEST_COMMON.read_text() + "\n\n" + (self.folder / "harvest.py").read_text()
 
     def source_files(self) -> list[Path]:
         """Files whose change invalidates the cached reference values."""
         return [REPO / "reference" / f"{self.name}.py", self.folder / "expected.py",
-                self.folder / "fixture_data.py", self.folder / "harvest.py"]
+                self.folder / "fixture_data.py", HARVEST_COMMON, self.folder / "harvest.py"]
 
 
 @functools.cache

@@ -37,7 +37,7 @@ from importlib import metadata
 from pathlib import Path
 
 from . import assignments
-from .assignments import REPO, Assignment
+from .assignments import HARVEST_COMMON, REPO, Assignment
 from .intake import ARCHIVE_SUFFIXES
 
 LMS_TEMPLATES = REPO / "templates" / "lms"
@@ -139,6 +139,7 @@ def _members(assignment: Assignment, workspace, reference: Path):
     yield from tree(REPO / "autograder", "autograder", skip=("selfcheck",))
     yield "graders/__init__.py", REPO / "graders" / "__init__.py"
     yield "graders/pytest.ini", REPO / "graders" / "pytest.ini"
+    yield "graders/harvest_common.py", HARVEST_COMMON
     yield from tree(assignment.folder, f"graders/{assignment.name}")
     yield "reference/__init__.py", REPO / "reference" / "__init__.py"
     yield f"reference/{assignment.name}.py", REPO / "reference" / f"{assignment.name}.py"

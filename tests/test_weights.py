@@ -76,6 +76,28 @@ def test_torchvision_loads_the_standin_offline(store, monkeypatch):
         assert torch.equal(loaded[key], saved[key]), key
 
 
+def test_the_harvests_pretrained_builds_what_torchvision_builds_from_the_store(store, monkeypatch):
+    """graders/harvest_common.py's `pretrained` (no random init before the checkpoint) against
+    torchvision's own `weights=`: the same tensors, parameters that train, the same outputs."""
+    from autograder.assignments import HARVEST_COMMON
+    monkeypatch.setenv("TORCH_HOME", str(store.root))
+    kernel_side = {}
+    exec(compile(HARVEST_COMMON.read_text(), str(HARVEST_COMMON), "exec"), kernel_side)
+    weights = models.ResNet18_Weights.IMAGENET1K_V1
+    built, torchvisions = kernel_side["pretrained"](models.resnet18, weights), models.resnet18(weights=weights)
+    ours, theirs = dict(built.named_parameters()), dict(torchvisions.named_parameters())
+    assert list(ours) == list(theirs)
+    for key in theirs:
+        assert type(ours[key]) is torch.nn.Parameter and ours[key].requires_grad, key
+        assert torch.equal(ours[key], theirs[key]), key
+    for (name, mine), (_, torchvision_buffer) in zip(built.named_buffers(), torchvisions.named_buffers(), strict=True):
+        assert torch.equal(mine, torchvision_buffer), name
+    assert built.training and torchvisions.training
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(built.eval()(images), torchvisions.eval()(images))
+
+
 def test_add_real_refuses_an_unknown_file_name(tmp_path):
     store = WeightStore(tmp_path / "store")
     stray = tmp_path / "resnet18-00000000.pth"

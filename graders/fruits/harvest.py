@@ -99,7 +99,7 @@ def _forward(network, batch):
 
 
 def _harness_network():
-    network = models.resnet18(weights=models.ResNet18_Weights.IMAGENET1K_V1)
+    network = pretrained(models.resnet18, models.ResNet18_Weights.IMAGENET1K_V1)  # noqa: F821 (harvest_common.py)
     network.fc = nn.Identity()
     return network.eval()
 

@@ -93,7 +93,7 @@ def _tiny_net(weights_file):
 def _harness_vgg16():
     """VGG16 with the store's ImageNet weights, eval mode, parameters frozen (the maps are
     gradients with respect to the image; frozen weights save memory and time)."""
-    model = models.vgg16(weights=models.VGG16_Weights.IMAGENET1K_V1).eval()
+    model = pretrained(models.vgg16, models.VGG16_Weights.IMAGENET1K_V1).eval()  # noqa: F821 (harvest_common.py)
     model.requires_grad_(False)
     return model
 

@@ -50,7 +50,7 @@ def harvest(ns, ex, probes):
 
     # The harness's VGG16 (weight store) and its own relu7 model, built from the VGG16's modules
     # before the student's class sees it (a class that edits the VGG16 in place cannot change it).
-    vgg16 = models.vgg16(weights=models.VGG16_Weights.IMAGENET1K_V1)
+    vgg16 = pretrained(models.vgg16, models.VGG16_Weights.IMAGENET1K_V1)  # noqa: F821 (harvest_common.py)
     harness_relu7 = _Relu7(vgg16).eval()
 
     # S4: extract_features on an unseen grayscale dataset with the harness's relu7 model, so a
