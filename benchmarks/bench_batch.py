@@ -10,6 +10,9 @@ new names. Each run is `grade.py batch --quiet` as a TA runs it, in its own proc
 2. the same command again: the reference cached and every run kept (the regrade after a grader fix);
 3. 2 workers with --rerun: the reference cached, every entry run again;
 4. 1 worker with --rerun.
+For runs 3 and 4 it also prints how many cores the machine kept busy (/proc/stat, the whole machine)
+and the CPU one entry cost: with every entry costing C core-seconds, 2 workers on N cores grade at
+most N / C entries a second, which bounds their ratio to 1 worker.
 Takes minutes; each figure is one run (ratios from this one run). Start it on a quiet machine: it
 waits, up to --wait-minutes, for the 1-minute load average to drop below --max-load, and prints the
 load before and after.
@@ -48,13 +51,20 @@ def wait_for_quiet(max_load: float, wait_minutes: float) -> None:
         print(f"WARNING: still busy after {wait_minutes:g} min (load {os.getloadavg()[0]:.2f}); measuring anyway")
 
 
-def run_batch(batch: Path, out: Path, cache: Path, workers: int, *extra: str) -> tuple[float, pd.DataFrame]:
-    started = time.perf_counter()
+def busy_core_seconds() -> float:
+    """CPU time the whole machine has spent busy since boot (/proc/stat: all but idle and iowait)."""
+    ticks = [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def run_batch(batch: Path, out: Path, cache: Path, workers: int, *extra: str) -> tuple[float, float, pd.DataFrame]:
+    """Wall seconds, the machine's busy core-seconds meanwhile, and the gradebook."""
+    started, busy_before = time.perf_counter(), busy_core_seconds()
     subprocess.run([sys.executable, "grade.py", "batch", str(batch), "--assignment", "fruits", "--out", str(out),
                     "--workers", str(workers), "--cache", str(cache), "--quiet", *extra],
                    cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - started
-    return seconds, pd.read_csv(out / "grades.csv")
+    return seconds, busy_core_seconds() - busy_before, pd.read_csv(out / "grades.csv")
 
 
 def main() -> None:
@@ -75,10 +85,10 @@ def main() -> None:
         shutil.copytree(REPO / ".cache" / "torch", cache / "torch")   # weights, but no probes or reference
         wait_for_quiet(args.max_load, args.wait_minutes)
         load_before = os.getloadavg()[0]
-        first, grades_first = run_batch(batch, scratch / "out-first", cache, 2)
-        regrade, grades_regrade = run_batch(batch, scratch / "out-regrade", cache, 2)
-        double, grades_double = run_batch(batch, scratch / "out-double", cache, 2, "--rerun")
-        single, grades_single = run_batch(batch, scratch / "out-single", cache, 1, "--rerun")
+        first, _busy, grades_first = run_batch(batch, scratch / "out-first", cache, 2)
+        regrade, _busy, grades_regrade = run_batch(batch, scratch / "out-regrade", cache, 2)
+        double, double_busy, grades_double = run_batch(batch, scratch / "out-double", cache, 2, "--rerun")
+        single, single_busy, grades_single = run_batch(batch, scratch / "out-single", cache, 1, "--rerun")
         load_after = os.getloadavg()[0]
 
     full = [int((g["total"] == g["max"]).sum()) for g in (grades_first, grades_regrade, grades_double, grades_single)]
@@ -89,6 +99,10 @@ def main() -> None:
     print(f"1 worker,  every entry run, reference cached   {single:7.1f} s   {per_minute(single):5.2f} submissions/min")
     print(f"2 workers, every entry run, reference cached   {double:7.1f} s   {per_minute(double):5.2f} submissions/min")
     print(f"2 workers / 1 worker throughput                {single / double:7.2f}x")
+    # The machine's CPU during each: how many cores a run kept busy, and the CPU one entry cost. Two
+    # workers cannot beat the cores divided by that cost, whatever one worker does.
+    for label, seconds, busy in (("1 worker ", single, single_busy), ("2 workers", double, double_busy)):
+        print(f"{label} busy cores {busy / seconds:4.2f} of {os.cpu_count()}, {busy / args.count:4.2f} core-s per entry")
     print(f"2 workers, empty cache (weights only)          {first:7.1f} s   (probes and reference made first)")
     print(f"2 workers, regrade: reference cached, runs kept {regrade:6.1f} s   {regrade / first:5.2f}x of the first run")
     print(f"2 workers, --rerun: reference cached           {double:7.1f} s   {double / first:5.2f}x of the first run")
