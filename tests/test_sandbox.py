@@ -966,6 +966,29 @@ def test_a_kernel_the_fork_server_cannot_fork_starts_the_plain_way(tmp_path, mon
     assert "kernel not forked (refused by the test); starting it the plain way" in capfd.readouterr().err
 
 
+def test_the_folders_of_zygotes_that_are_gone_are_removed_and_no_other(tmp_path):
+    """A grader killed by a signal leaves its zygote's folder (the zygote leaves when the channel
+    closes); the next fork server removes it, by its owner file's pid and start time."""
+    from autograder.sandbox.forkserver import FOLDER_PREFIX, remove_left_behind_folders
+    from autograder.sandbox.jail import _start_time
+    ended = subprocess.Popen(["sleep", "30"])     # a zygote that is gone: a process this test started and ended
+    ended_started = _start_time(ended.pid)
+    ended.kill()
+    ended.wait()
+    folders = {name: tmp_path / f"{FOLDER_PREFIX}{name}" for name in ("gone", "alive", "being-made")}
+    for folder in folders.values():
+        folder.mkdir()
+        (folder / "zygote.log").write_text("log")
+    (folders["gone"] / "owner").write_text(f"{ended.pid} {ended_started}")
+    (folders["alive"] / "owner").write_text(f"{os.getpid()} {_start_time(os.getpid())}")
+    other = tmp_path / "autograder-sandbox-x"      # not a zygote's folder, even with a dead owner
+    other.mkdir()
+    (other / "owner").write_text(f"{ended.pid} {ended_started}")
+    assert remove_left_behind_folders(tmp_path) == [folders["gone"]]
+    assert not folders["gone"].exists()
+    assert folders["alive"].exists() and folders["being-made"].exists() and other.exists()
+
+
 @needs_forking
 def test_a_fork_server_that_died_is_replaced_by_the_next_sandbox(tmp_path):
     runner = _warm_runner(tmp_path)
@@ -973,6 +996,8 @@ def test_a_fork_server_that_died_is_replaced_by_the_next_sandbox(tmp_path):
         first, _ = _run_warm(runner, tmp_path, "first")
         assert runner._spare.result() is not None   # the second run's spare, forked on the runner's thread
         zygote = runner._fork_server.process
+        owner = (runner._fork_server._folder / "owner").read_text().split()
+        assert owner[0] == str(zygote.pid)     # what remove_left_behind_folders reads
         zygote.kill()          # the process this runner started, by its Popen handle
         zygote.wait()
         second, _ = _run_warm(runner, tmp_path, "second")

@@ -27,9 +27,10 @@ import threading
 import time
 from pathlib import Path
 
-from .jail import process_uids
+from .jail import OWNER_FILE, _start_time, process_uids
 
 ZYGOTE = Path(__file__).with_name("zygote.py")
+FOLDER_PREFIX = "autograder-zygote-"   # in the temporary folder: the zygote's HOME, TMPDIR and log
 REPLY_TIMEOUT_S = 90      # the first request waits for the zygote's imports (seconds on a busy machine)
 HOLDER_TIMEOUT_S = 30     # bubblewrap building the sandbox around the holder
 
@@ -66,7 +67,8 @@ class ForkServer:
     """One zygote process and the channel to it. Thread-safe; one request at a time."""
 
     def __init__(self, preload: tuple[str, ...], environment: dict[str, str]):
-        self._folder = Path(tempfile.mkdtemp(prefix="autograder-zygote-"))   # 0700, the grader's
+        remove_left_behind_folders()
+        self._folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))   # 0700, the grader's
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         environment = {**environment, "HOME": str(self._folder), "TMPDIR": str(self._folder),
                        "MPLCONFIGDIR": str(self._folder / "matplotlib")}
@@ -78,6 +80,7 @@ class ForkServer:
                 env=environment, cwd=self._folder, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 pass_fds=(theirs.fileno(),))
         theirs.close()
+        (self._folder / OWNER_FILE).write_text(f"{self.process.pid} {_start_time(self.process.pid)}")
         self._channel = ours
         self._replies = ours.makefile("rb")
         self._lock = threading.Lock()
@@ -129,6 +132,24 @@ class ForkServer:
             self.process.kill()
             self.process.wait()
         shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def remove_left_behind_folders(base: Path | None = None) -> list[Path]:
+    """Remove the folders of zygotes that are gone. A zygote leaves when its grader's end of the
+    channel closes; a grader that closes the fork server removes the folder, one that ends without
+    (killed by a signal, a script that never calls close) leaves it. A folder without an owner file
+    is still being made (or older than owner files): kept."""
+    removed = []
+    for folder in sorted(Path(base or tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*")):
+        try:
+            pid, started = (folder / OWNER_FILE).read_text().split()
+            if _start_time(int(pid)) == started:
+                continue   # its zygote is alive
+        except (OSError, ValueError):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
 
 
 def find_holder(launched_pid: int, uid: int, timeout: float = HOLDER_TIMEOUT_S) -> int:
