@@ -970,20 +970,18 @@ def test_the_folders_of_zygotes_that_are_gone_are_removed_and_no_other(tmp_path)
     """A grader killed by a signal leaves its zygote's folder (the zygote leaves when the channel
     closes); the next fork server removes it, by its owner file's pid and start time."""
     from autograder.sandbox.forkserver import FOLDER_PREFIX, remove_left_behind_folders
-    from autograder.sandbox.jail import _start_time
-    ended = subprocess.Popen(["sleep", "30"])     # a zygote that is gone: a process this test started and ended
-    ended_started = _start_time(ended.pid)
-    ended.kill()
-    ended.wait()
+    from autograder.sandbox.jail import write_owner
     folders = {name: tmp_path / f"{FOLDER_PREFIX}{name}" for name in ("gone", "alive", "being-made")}
-    for folder in folders.values():
+    other = tmp_path / "autograder-sandbox-x"      # not a zygote's folder, even with a dead owner
+    for folder in [*folders.values(), other]:
         folder.mkdir()
         (folder / "zygote.log").write_text("log")
-    (folders["gone"] / "owner").write_text(f"{ended.pid} {ended_started}")
-    (folders["alive"] / "owner").write_text(f"{os.getpid()} {_start_time(os.getpid())}")
-    other = tmp_path / "autograder-sandbox-x"      # not a zygote's folder, even with a dead owner
-    other.mkdir()
-    (other / "owner").write_text(f"{ended.pid} {ended_started}")
+    ended = subprocess.Popen(["sleep", "30"])     # a zygote that is gone: a process this test started and ended
+    write_owner(folders["gone"], ended.pid)
+    write_owner(other, ended.pid)
+    ended.kill()
+    ended.wait()
+    write_owner(folders["alive"], os.getpid())
     assert remove_left_behind_folders(tmp_path) == [folders["gone"]]
     assert not folders["gone"].exists()
     assert folders["alive"].exists() and folders["being-made"].exists() and other.exists()

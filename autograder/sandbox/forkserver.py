@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from .jail import OWNER_FILE, _start_time, process_uids
+from .jail import owner_gone, process_uids, write_owner
 
 ZYGOTE = Path(__file__).with_name("zygote.py")
 FOLDER_PREFIX = "autograder-zygote-"   # in the temporary folder: the zygote's HOME, TMPDIR and log
@@ -80,7 +80,7 @@ class ForkServer:
                 env=environment, cwd=self._folder, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 pass_fds=(theirs.fileno(),))
         theirs.close()
-        (self._folder / OWNER_FILE).write_text(f"{self.process.pid} {_start_time(self.process.pid)}")
+        write_owner(self._folder, self.process.pid)
         self._channel = ours
         self._replies = ours.makefile("rb")
         self._lock = threading.Lock()
@@ -141,14 +141,9 @@ def remove_left_behind_folders(base: Path | None = None) -> list[Path]:
     is still being made (or older than owner files): kept."""
     removed = []
     for folder in sorted(Path(base or tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*")):
-        try:
-            pid, started = (folder / OWNER_FILE).read_text().split()
-            if _start_time(int(pid)) == started:
-                continue   # its zygote is alive
-        except (OSError, ValueError):
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-        removed.append(folder)
+        if owner_gone(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
     return removed
 
 

@@ -178,7 +178,7 @@ class Sandbox:
         self._mount_tmpfs()
         # Who made it: a grader killed before it could clean up (SIGKILL, the OOM killer) leaves its
         # sandboxes behind, and remove_left_behind() tells them from live ones by this.
-        (self.root / OWNER_FILE).write_text(f"{os.getpid()} {_start_time(os.getpid())}")
+        write_owner(self.root, os.getpid())
         for folder in (self.work, self.runtime, self.export_dir):
             folder.mkdir(parents=True)
         self._make_cgroups()
@@ -449,15 +449,25 @@ def remove_left_behind(base: Path) -> list[Path]:
     cgroups or runs as their uid is killed. A sandbox without an owner file is still being built."""
     removed = []
     for root in sorted(Path(base).glob("*")):
-        try:
-            pid, started = (root / OWNER_FILE).read_text().split()
-            if _start_time(int(pid)) == started:
-                continue   # its grader is alive
-        except (OSError, ValueError):
-            continue
-        Sandbox.left_behind(root).__exit__(None, None, None)
-        removed.append(root)
+        if owner_gone(root):
+            Sandbox.left_behind(root).__exit__(None, None, None)
+            removed.append(root)
     return removed
+
+
+def write_owner(folder: Path, pid: int) -> None:
+    """Name the process a folder belongs to (`folder`/owner: its pid and start time)."""
+    (folder / OWNER_FILE).write_text(f"{pid} {_start_time(pid)}")
+
+
+def owner_gone(folder: Path) -> bool:
+    """Whether the process write_owner named for `folder` has ended. False without a readable owner
+    file: the folder is still being made (the owner is written once the folder is)."""
+    try:
+        pid, started = (folder / OWNER_FILE).read_text().split()
+        return _start_time(int(pid)) != started
+    except (OSError, ValueError):
+        return False
 
 
 def _start_time(pid: int) -> str | None:
