@@ -31,6 +31,9 @@ from .jail import owner_gone, process_uids, write_owner
 
 ZYGOTE = Path(__file__).with_name("zygote.py")
 FOLDER_PREFIX = "autograder-zygote-"   # in the temporary folder: the zygote's HOME, TMPDIR and log
+# What every kernel imports whatever the assignment. ipykernel.debugger (and debugpy under it) is
+# imported when a kernel starts, not with ipykernel.ipkernel: 70-90 ms of each kernel's start.
+KERNEL_MODULES = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.debugger")
 REPLY_TIMEOUT_S = 90      # the first request waits for the zygote's imports (seconds on a busy machine)
 HOLDER_TIMEOUT_S = 30     # bubblewrap building the sandbox around the holder
 
@@ -76,7 +79,7 @@ class ForkServer:
             # Not in its own session: a grader killed by a signal to its group takes it along.
             self.process = subprocess.Popen(
                 [sys.executable, "-P", str(ZYGOTE), str(theirs.fileno()),
-                 json.dumps(["ipykernel.kernelapp", "ipykernel.ipkernel", *preload])],
+                 json.dumps([*KERNEL_MODULES, *preload])],
                 env=environment, cwd=self._folder, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 pass_fds=(theirs.fileno(),))
         theirs.close()
