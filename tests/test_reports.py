@@ -2,10 +2,13 @@
 computed with, and a TA gets the error; the grade itself (results.json, the gradebook) stands."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
+import pytest
 
 from autograder import assignments
-from autograder.reports import html
+from autograder.reports import html, pictures
 from autograder.verdicts import Figures, Grade, Verdict
 
 STANDIN = [{"model": "resnet18", "file": "resnet18-f37072fd.pth", "kind": "stand-in", "sha256": "0123"}]
@@ -27,6 +30,37 @@ def test_a_report_draws_the_student_s_matrix_beside_the_reference(tmp_path):
     assert "<strong>kim</strong>" in page and "Stand-in weights" in page
     assert page.count("data:image/png;base64,") == 2
     assert not (tmp_path / "report-error.txt").exists()
+
+
+def test_the_student_s_matrix_and_the_reference_share_a_colour_scale_of_round_numbers():
+    reference = np.array([[0.9313, 0.4217], [0.5102, 0.8811]])
+    low, high = pictures.colour_scale(reference, None)
+    assert (low, high) == pytest.approx((0.42, 0.94))
+    # A correct answer differs in its last digits: the same scale, so the same reference picture.
+    assert pictures.colour_scale(reference + 1e-6, reference) == (low, high)
+    wrong = reference - 0.3
+    low, high = pictures.colour_scale(wrong, reference)
+    assert low <= wrong.min() and high >= reference.max() and (low, high) == pytest.approx((0.12, 0.94))
+    # What cannot be drawn on a scale is left out of it; nothing finite leaves the scale to matplotlib.
+    assert pictures.colour_scale(np.array([[np.nan, np.inf], [0.5, 0.7]]), None) == pytest.approx((0.5, 0.7))
+    assert pictures.colour_scale(np.array([[np.nan]]), None) == (None, None)
+    assert pictures.colour_scale(np.full((2, 2), 0.3), None) == (0.3, 0.3)
+
+
+def test_a_worker_draws_the_reference_picture_once_for_the_entries_that_share_its_scale(tmp_path, monkeypatch):
+    drawn = []
+    encode = pictures.png_base64
+    monkeypatch.setattr(pictures, "png_base64", lambda figure: drawn.append(figure.axes[0].get_title()) or encode(figure))
+    pictures._kept_picture.cache_clear()
+    pages = {}
+    for sid, change in (("kim", 0.0), ("lee", 1e-6), ("max", -0.2)):   # max: a wrong answer, another scale
+        grade = fruits_grade(sid)
+        grade.figures[0].student = grade.figures[0].student + change
+        html.write_report(tmp_path / f"{sid}.html", assignments.load("fruits"), grade, None, STANDIN, "")
+        pages[sid] = re.findall(r"data:image/png;base64,([^\"]+)", (tmp_path / f"{sid}.html").read_text())
+    assert drawn == ["Yours", "Reference", "Yours", "Yours", "Reference"]
+    assert pages["kim"][1] == pages["lee"][1] != pages["max"][1]   # the kept picture, then another scale's
+    assert pages["kim"][0] != pages["max"][0]
 
 
 def test_a_report_that_cannot_be_drawn_still_gives_the_grade_and_says_why(tmp_path, monkeypatch):

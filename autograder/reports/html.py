@@ -6,12 +6,11 @@ import traceback
 from pathlib import Path
 
 import jinja2
-import numpy as np
 
 from ..assignments import REPO, Assignment
 from ..verdicts import Grade
 from .gradescope import overview
-from .pictures import curves_picture, matrix_picture
+from .pictures import colour_scale, curves_picture, matrix_picture, reference_matrix_picture
 
 TEMPLATES = REPO / "templates" / "report"
 HELD_BACK = "held back"   # a check on hidden inputs, in a page shown before grades are published
@@ -39,14 +38,12 @@ def figure_pictures(grade: Grade) -> list[dict]:
     for figure in grade.figures:
         if figure.kind == "curves":
             continue   # drawn with the student's own logs: curve_pictures
-        shared = [m for m in (figure.student, figure.reference) if m is not None]
-        vmin = min(float(np.min(m)) for m in shared) if shared else None
-        vmax = max(float(np.max(m)) for m in shared) if shared else None
+        vmin, vmax = colour_scale(figure.student, figure.reference)
         pictures.append({
             "title": figure.title,
             "student": matrix_picture(figure.student, "Yours", figure.labels, vmin, vmax)
             if figure.student is not None else None,
-            "reference": matrix_picture(figure.reference, "Reference", figure.labels, vmin, vmax)
+            "reference": reference_matrix_picture(figure.reference, "Reference", figure.labels, vmin, vmax)
             if figure.reference is not None else None,
         })
     return pictures
