@@ -1,6 +1,6 @@
 """Where grading time goes, measured in one run on this machine. Prints figures; asserts nothing.
 
-    .venv/bin/python benchmarks/bench_grading.py [NOTEBOOK] [--repeat 3]
+    .venv/bin/python benchmarks/bench_grading.py [NOTEBOOK] [--repeat 3] [--max-load 1.0] [--wait-minutes 15]
 
 1. nbclient alone: the notebook executed by a plain NotebookClient (no sandbox, no harvest,
    no graders, no report) in a folder holding it and data/fruits: what a bare run pays.
@@ -110,12 +110,17 @@ def main() -> None:
     parser.add_argument("notebook", nargs="?", type=Path, default=REPO / "submissions" / "fruits" / "alice_correct.ipynb")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--max-load", type=float, default=1.0)
+    parser.add_argument("--wait-minutes", type=float, default=15)
     args = parser.parse_args()
 
     workspace = Workspace()
     assignment = assignments.load("fruits")
     grader = SubmissionGrader(assignment, workspace)  # prepares weights, data, reference
-    print(f"machine: {os.cpu_count()} cores; notebook: {args.notebook}; repeat {args.repeat}")
+    from bench_batch import wait_for_quiet   # this folder is on sys.path when run as a script
+    wait_for_quiet(args.max_load, args.wait_minutes)
+    print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; notebook: {args.notebook}; "
+          f"repeat {args.repeat}")
 
     bare = [time_nbclient_alone(args.notebook, workspace) for _ in range(args.repeat)]
     harness = [time_harness(args.notebook, grader) for _ in range(args.repeat)]

@@ -1,6 +1,6 @@
 """A peer: Otter-Grader's `otter run` and our `grade.py check` on the same notebook, equivalent tests.
 
-    .venv/bin/python benchmarks/bench_otter.py [NOTEBOOK] [--repeat 3]
+    .venv/bin/python benchmarks/bench_otter.py [NOTEBOOK] [--repeat 3] [--max-load 1.0] [--wait-minutes 15]
 
 Otter-Grader lives in its own venv, .cache/otter-venv, made here on first use (pip, about a minute):
 it would add some 45 packages (Sphinx, playwright...) to the project's venv. A .pth file lets that
@@ -113,8 +113,11 @@ def main() -> None:
     parser.add_argument("notebook", nargs="?", type=Path,
                         default=REPO / "submissions" / "fruits" / "alice_correct.ipynb")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--max-load", type=float, default=1.0)
+    parser.add_argument("--wait-minutes", type=float, default=15)
     args = parser.parse_args()
     notebook = args.notebook.resolve()
+    from bench_batch import wait_for_quiet   # this folder is on sys.path when run as a script
 
     otter = otter_venv()
     subprocess.run([sys.executable, "grade.py", "setup", "-a", "fruits"], cwd=REPO, check=True,
@@ -122,6 +125,7 @@ def main() -> None:
     workspace = Workspace()
     with tempfile.TemporaryDirectory() as build:
         autograder = build_autograder(otter, workspace, Path(build))
+        wait_for_quiet(args.max_load, args.wait_minutes)   # `otter run` took 5.96-8.22 s by the hour's load
         print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; notebook: {notebook}; "
               f"otter-grader {OTTER_VERSION}; repeat {args.repeat}")
         theirs, ours = [], []
