@@ -37,11 +37,11 @@ def colour_scale(*matrices) -> tuple[float | None, float | None]:
     outwards to multiples of a round step (0.02 for a span between 0.1 and 1, 0.2 between 1 and 10...).
     Two matrices that differ only in their last digits (a correct answer, the reference) get the same
     scale, so a reference picture drawn once serves every such entry. (None, None): nothing finite."""
-    finite = [m[np.isfinite(m)] for m in (np.asarray(m, dtype=float) for m in matrices if m is not None)]
-    finite = [values for values in finite if values.size]
-    if not finite:
+    values = np.concatenate([np.asarray(m, dtype=float).ravel() for m in matrices if m is not None] or [[]])
+    values = values[np.isfinite(values)]
+    if not values.size:
         return None, None
-    low, high = min(float(v.min()) for v in finite), max(float(v.max()) for v in finite)
+    low, high = float(values.min()), float(values.max())
     span = high - low
     if not 0 < span < float("inf"):
         return low, high   # one value: matplotlib widens a flat scale itself
